@@ -1,0 +1,91 @@
+"""What every protocol adapter provides to the shared ingest flow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+import msgspec
+
+from tally.model import Drop, Event
+from tally.pipeline.runner import Rejection
+from tally.sink import AppendResult
+
+
+class IngestRequest(msgspec.Struct, kw_only=True):
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    """Lower-cased names; repeated headers joined with a comma."""
+    body: bytes
+    client_ip: str | None = None
+
+
+class AppKey(msgspec.Struct, frozen=True):
+    """A public app key (browser and SDK writes)."""
+
+    key: str
+
+
+class ApiCredentials(msgspec.Struct, frozen=True):
+    """A server API key and secret (server-side writes and reads)."""
+
+    key: str
+    secret: str
+
+
+Credentials = AppKey | ApiCredentials
+
+
+class DecodedRequest(msgspec.Struct, kw_only=True):
+    credentials: Credentials | None
+    events: list[Event]
+    errors: list[tuple[Event, Drop]] = msgspec.field(default_factory=list)
+    """Items that could not be decoded at all, with why; they become failed events."""
+    sent_at: datetime | None = None
+    user_agent: str | None = None
+
+
+class IngestOutcome(msgspec.Struct, kw_only=True):
+    result: AppendResult
+    rejected: list[Rejection]
+
+
+class Reply(msgspec.Struct, kw_only=True):
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = msgspec.field(default_factory=list)
+
+
+class RequestError(Exception):
+    """The request as a whole is refused (bad body, unknown key...), with a stable code."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or []
+
+
+class Adapter(Protocol):
+    protocol: str
+
+    def credentials(self, request: IngestRequest) -> Credentials | None:
+        """Credentials readable without the body (headers, query string), if any."""
+        ...
+
+    def decode(self, request: IngestRequest) -> DecodedRequest: ...
+
+    def encode(self, outcome: IngestOutcome) -> Reply: ...
+
+    def encode_error(self, error: RequestError) -> Reply: ...

@@ -1,0 +1,169 @@
+"""Tally's own ingest API: ``POST /api/v1/events``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tally.adapters.base import (
+    AppKey,
+    Credentials,
+    DecodedRequest,
+    IngestOutcome,
+    IngestRequest,
+    Reply,
+    RequestError,
+)
+from tally.model import Drop, DropReason, Event
+from tally.pipeline.timeparse import TimeError, parse_instant
+
+PROTOCOL = "native"
+KEY_HEADER = "x-tally-key"
+
+Scalar = str | int | float | bool | None
+Id = str | int
+
+
+class NativeEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """One event. Only ``name`` is required; ``time`` defaults to when Tally received it."""
+
+    name: str | None = None
+    id: str | None = None
+    """Your id for this event: a retry with the same id is stored once (7-day window)."""
+    time: str | int | float | None = None
+    """ISO 8601, or epoch seconds or milliseconds."""
+    user: Id | None = None
+    device: Id | None = None
+    session: Id | None = None
+    label: str | None = None
+    count: int | None = None
+    sum: float | None = None
+    dur: float | None = None
+    properties: dict[str, Any] | None = None
+
+
+class NativeBatch(msgspec.Struct, kw_only=True):
+    """The request body of ``POST /api/v1/events``."""
+
+    app_key: str | None = None
+    """The app's public key; may instead come in the ``X-Tally-Key`` header."""
+    sent_at: str | int | float | None = None
+    """The client's clock when sending, to correct event times for clock skew."""
+    events: list[NativeEvent]
+
+
+class _Envelope(msgspec.Struct, kw_only=True):
+    app_key: str | None = None
+    sent_at: str | int | float | None = None
+    events: list[msgspec.Raw]
+
+
+class RejectedItem(msgspec.Struct):
+    index: int
+    code: str
+    message: str
+
+
+class IngestResponse(msgspec.Struct):
+    accepted: int
+    duplicates: int
+    rejected: list[RejectedItem]
+
+
+class ErrorBody(msgspec.Struct):
+    code: str
+    message: str
+
+
+class ErrorResponse(msgspec.Struct):
+    error: ErrorBody
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+_item = msgspec.json.Decoder(NativeEvent)
+_encoder = msgspec.json.Encoder()
+
+
+def _str(value: Id | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def error_reply(error: RequestError) -> Reply:
+    body = _encoder.encode(ErrorResponse(ErrorBody(error.code, error.message)))
+    return Reply(status=error.status, body=body, headers=error.headers)
+
+
+class NativeAdapter:
+    protocol = PROTOCOL
+
+    def credentials(self, request: IngestRequest) -> Credentials | None:
+        key = request.headers.get(KEY_HEADER)
+        return AppKey(key) if key else None
+
+    def decode(self, request: IngestRequest) -> DecodedRequest:
+        try:
+            envelope = _envelope.decode(request.body)
+        except msgspec.ValidationError as exc:
+            raise RequestError(400, "invalid_body", f"invalid request body: {exc}") from exc
+        except msgspec.DecodeError as exc:
+            raise RequestError(
+                400, "invalid_json", f"request body is not valid JSON: {exc}"
+            ) from exc
+        sent_at = None
+        if envelope.sent_at is not None:
+            try:
+                sent_at = parse_instant(envelope.sent_at)
+            except TimeError as exc:
+                raise RequestError(400, "invalid_body", f"sent_at: {exc}") from exc
+        credentials = self.credentials(request)
+        if credentials is None and envelope.app_key:
+            credentials = AppKey(envelope.app_key)
+        events: list[Event] = []
+        errors: list[tuple[Event, Drop]] = []
+        for index, raw in enumerate(envelope.events):
+            payload = bytes(raw)
+            try:
+                item = _item.decode(raw)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                errors.append(
+                    (
+                        Event(index=index, protocol=PROTOCOL, payload=payload),
+                        Drop(DropReason.INVALID_EVENT, str(exc)),
+                    )
+                )
+                continue
+            events.append(
+                Event(
+                    index=index,
+                    protocol=PROTOCOL,
+                    name=item.name,
+                    id=item.id,
+                    raw_time=item.time,
+                    user_id=_str(item.user),
+                    device_id=_str(item.device),
+                    session_id=_str(item.session),
+                    label=item.label,
+                    count=item.count,
+                    sum=item.sum,
+                    dur=item.dur,
+                    properties=item.properties or {},
+                    payload=payload,
+                )
+            )
+        return DecodedRequest(
+            credentials=credentials, events=events, errors=errors, sent_at=sent_at
+        )
+
+    def encode(self, outcome: IngestOutcome) -> Reply:
+        rejected = [RejectedItem(r.index, r.code, r.message) for r in outcome.rejected]
+        body = _encoder.encode(
+            IngestResponse(outcome.result.accepted, outcome.result.duplicates, rejected)
+        )
+        everything_rejected = rejected and not (
+            outcome.result.accepted or outcome.result.duplicates
+        )
+        return Reply(status=400 if everything_rejected else 200, body=body)
+
+    def encode_error(self, error: RequestError) -> Reply:
+        return error_reply(error)

@@ -1,0 +1,37 @@
+"""Catalog tables (SQLAlchemy Core) and their migrations; the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tally.migrations import Migration
+
+metadata = sa.MetaData()
+
+schema_versions = sa.Table(
+    "tally_schema",
+    metadata,
+    sa.Column("component", sa.String(32), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+apps = sa.Table(
+    "apps",
+    metadata,
+    sa.Column("id", sa.String(24), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("app_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("api_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("api_secret_hash", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _create_apps(conn: Connection) -> None:
+    apps.create(conn)
+
+
+MIGRATIONS: list[Migration[Connection]] = [
+    Migration(1, "apps with public app key and hashed API secret", _create_apps),
+]

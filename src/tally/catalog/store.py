@@ -1,0 +1,160 @@
+"""The catalog: apps and their keys, in SQLite (default) or PostgreSQL, through SQLAlchemy Core."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from tally import ids
+from tally.catalog.models import App, NewApp
+from tally.catalog.schema import MIGRATIONS, apps, schema_versions
+from tally.catalog.secrets import VerifiedSecrets, hash_secret
+from tally.migrations import pending
+
+COMPONENT = "catalog"
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'catalog.sqlite').resolve()}"
+
+
+def _normalise_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use the psycopg 3 driver for them."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _create_engine(url: str) -> Engine:
+    url = _normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _app(row: sa.Row) -> App:
+    return App(
+        id=row.id,
+        name=row.name,
+        app_key=row.app_key,
+        api_key=row.api_key,
+        created_at=_utc(row.created_at),
+    )
+
+
+class Catalog:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _create_engine(url)
+        self._secrets = VerifiedSecrets()
+
+    # schema
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return self._version(conn)
+
+    def _version(self, conn: Connection) -> int:
+        if not sa.inspect(conn).has_table(schema_versions.name):
+            return 0
+        version = conn.execute(
+            sa.select(schema_versions.c.version).where(schema_versions.c.component == COMPONENT)
+        ).scalar()
+        return int(version or 0)
+
+    def migrate(self) -> list[int]:
+        """Bring the schema to the latest version; returns the versions applied."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Serialise concurrent starts (several workers) on one advisory lock.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7424151)"))
+            current = self._version(conn)
+            todo = pending(MIGRATIONS, current)
+            if not todo:
+                return []
+            if current == 0:
+                schema_versions.create(conn, checkfirst=True)
+                conn.execute(schema_versions.insert().values(component=COMPONENT, version=0))
+            for migration in todo:
+                migration.apply(conn)
+                conn.execute(
+                    schema_versions.update()
+                    .where(schema_versions.c.component == COMPONENT)
+                    .values(version=migration.version)
+                )
+            return [m.version for m in todo]
+
+    # apps
+
+    def create_app(self, name: str) -> NewApp:
+        name = name.strip()
+        if not name:
+            raise ValueError("app name must not be empty")
+        secret = ids.new_api_secret()
+        app = App(
+            id=ids.new_app_id(),
+            name=name,
+            app_key=ids.new_app_key(),
+            api_key=ids.new_api_key(),
+            created_at=datetime.now(UTC).replace(microsecond=0),
+        )
+        with self.engine.begin() as conn:
+            conn.execute(
+                apps.insert().values(
+                    id=app.id,
+                    name=app.name,
+                    app_key=app.app_key,
+                    api_key=app.api_key,
+                    api_secret_hash=hash_secret(secret),
+                    created_at=app.created_at,
+                )
+            )
+        return NewApp(app=app, api_secret=secret)
+
+    def list_apps(self) -> list[App]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(apps).order_by(apps.c.created_at, apps.c.name))
+            return [_app(row) for row in rows]
+
+    def _one(self, column: sa.Column, value: str) -> sa.Row | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(apps).where(column == value)).first()
+
+    def get_app(self, app_id: str) -> App | None:
+        row = self._one(apps.c.id, app_id)
+        return _app(row) if row else None
+
+    def app_by_key(self, app_key: str) -> App | None:
+        row = self._one(apps.c.app_key, app_key)
+        return _app(row) if row else None
+
+    def authenticate(self, api_key: str, api_secret: str) -> App | None:
+        """The app whose API key and secret these are, or None."""
+        row = self._one(apps.c.api_key, api_key)
+        if row is None or not self._secrets.verify(row.api_secret_hash, api_secret):
+            return None
+        return _app(row)
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def close(self) -> None:
+        self.engine.dispose()

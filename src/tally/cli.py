@@ -1,0 +1,180 @@
+"""The ``tally`` command. Every command takes ``--data`` (or TALLY_DATA)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+import msgspec
+
+from tally.config import DEFAULT_PORT, Settings, default_workers
+
+data_option = click.option(
+    "--data",
+    "data_dir",
+    envvar="TALLY_DATA",
+    default="tally-data",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Data folder (DuckDB event store, SQLite catalog).",
+)
+catalog_option = click.option(
+    "--catalog",
+    envvar="TALLY_CATALOG",
+    default=None,
+    metavar="URL",
+    help="Catalog database URL, e.g. postgresql://user@host/db "
+    "(default: SQLite in the data folder).",
+)
+
+
+def _settings(data_dir: str, catalog: str | None, **extra: Any) -> Settings:
+    return Settings(data_dir=data_dir, catalog=catalog, **extra)  # type: ignore[arg-type]
+
+
+def _catalog(settings: Settings):  # type: ignore[no-untyped-def]
+    from tally.catalog import Catalog
+
+    settings.ensure_data_dir()
+    catalog = Catalog(settings.catalog_url)
+    catalog.migrate()
+    return catalog
+
+
+def _print_json(value: Any) -> None:
+    click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
+
+
+@click.group()
+@click.version_option(package_name="tally")
+def main() -> None:
+    """Tally: self-hosted event tracking and product analytics."""
+
+
+@main.command()
+@data_option
+@catalog_option
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="TALLY_HOST")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, envvar="TALLY_PORT")
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=1),
+    envvar="TALLY_WORKERS",
+    help="HTTP worker processes (default: one per core). With more than one, a separate "
+    "store process owns the event store.",
+)
+def serve(data_dir: str, catalog: str | None, host: str, port: int, workers: int | None) -> None:
+    """Run the server (embedded DuckDB + SQLite in the data folder by default)."""
+    from tally.serve import serve as run_server
+
+    settings = _settings(
+        data_dir, catalog, host=host, port=port, workers=workers or default_workers()
+    )
+    try:
+        run_server(settings)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from exc
+
+
+@main.command()
+@data_option
+@catalog_option
+def migrate(data_dir: str, catalog: str | None) -> None:
+    """Bring the catalog and the event store schemas up to date (tally serve also does this)."""
+    import duckdb
+
+    from tally.serve import prepare
+
+    try:
+        done = prepare(_settings(data_dir, catalog))
+    except duckdb.IOException as exc:
+        raise click.ClickException(
+            f"the event store is in use (is tally serve running on this data folder?): {exc}"
+        ) from exc
+    for line in done or ["everything is up to date"]:
+        click.echo(line)
+
+
+@main.group()
+def apps() -> None:
+    """Create and inspect apps and their keys."""
+
+
+@apps.command("create")
+@click.argument("name")
+@data_option
+@catalog_option
+@click.option("--json", "as_json", is_flag=True, help="Print the app as JSON.")
+def apps_create(name: str, data_dir: str, catalog: str | None, as_json: bool) -> None:
+    """Create an app. Its API secret is printed this once; only a hash is kept."""
+    store = _catalog(_settings(data_dir, catalog))
+    try:
+        created = store.create_app(name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    if as_json:
+        _print_json(created.to_dict())
+        return
+    app = created.app
+    click.echo(f"Created app {app.name!r}")
+    click.echo(f"  id          {app.id}")
+    click.echo(f"  app key     {app.app_key}    (public: browsers and SDKs)")
+    click.echo(f"  API key     {app.api_key}    (server-side writes and reads)")
+    click.echo(f"  API secret  {created.api_secret}")
+    click.echo("The API secret is shown only now; Tally keeps only a hash of it.")
+
+
+@apps.command("list")
+@data_option
+@catalog_option
+@click.option("--json", "as_json", is_flag=True)
+def apps_list(data_dir: str, catalog: str | None, as_json: bool) -> None:
+    """List apps."""
+    store = _catalog(_settings(data_dir, catalog))
+    try:
+        found = store.list_apps()
+    finally:
+        store.close()
+    if as_json:
+        _print_json(found)
+        return
+    if not found:
+        click.echo("No apps yet. Create one with: tally apps create NAME")
+        return
+    click.echo(f"{'ID':<24}  {'APP KEY':<40}  NAME")
+    for app in found:
+        click.echo(f"{app.id:<24}  {app.app_key:<40}  {app.name}")
+
+
+@apps.command("show")
+@click.argument("app")
+@data_option
+@catalog_option
+@click.option("--json", "as_json", is_flag=True)
+def apps_show(app: str, data_dir: str, catalog: str | None, as_json: bool) -> None:
+    """Show one app, by id or app key."""
+    store = _catalog(_settings(data_dir, catalog))
+    try:
+        found = store.get_app(app) or store.app_by_key(app)
+    finally:
+        store.close()
+    if found is None:
+        raise click.ClickException(f"no app with id or app key {app!r}")
+    if as_json:
+        _print_json(found)
+        return
+    click.echo(f"name        {found.name}")
+    click.echo(f"id          {found.id}")
+    click.echo(f"app key     {found.app_key}")
+    click.echo(f"API key     {found.api_key}")
+    click.echo(f"created     {found.created_at.isoformat()}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The ASGI application: raw endpoints for ingestion, Starlette for everything else."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tally.adapters.native import NativeAdapter
+from tally.http import ops, read
+from tally.http.asgi import Receive, Scope, Send
+from tally.http.errors import http_exception, unexpected
+from tally.http.ingest import IngestEndpoint
+from tally.http.openapi import openapi_document
+from tally.http.services import Services
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+class TallyApp:
+    """Routes exact ingest paths straight to raw ASGI handlers; the rest goes to Starlette."""
+
+    def __init__(self, services: Services, *, close_services: bool = True) -> None:
+        self.services = services
+        self.ingest = {
+            "/api/v1/events": IngestEndpoint(NativeAdapter(), services),
+        }
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            yield
+            if close_services:
+                await services.close()
+
+        self.api = Starlette(
+            routes=[
+                Route("/api/v1/apps/{app_id}/events", read.list_events, methods=["GET"]),
+                Route("/healthz", ops.healthz, methods=["GET"]),
+                Route("/readyz", ops.readyz, methods=["GET"]),
+                Route("/metrics", ops.prometheus, methods=["GET"]),
+                Route("/openapi.json", openapi, methods=["GET"]),
+            ],
+            exception_handlers={HTTPException: http_exception, Exception: unexpected},
+            lifespan=lifespan,
+        )
+        self.api.state.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.ingest.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.api(scope, receive, send)

@@ -1,0 +1,149 @@
+"""The ingest flow every protocol shares: read, decode, resolve the app, run the pipeline, append.
+
+Only the adapter differs between protocols; limits, rules, failed-event records, metrics and the
+durable append happen here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from tally import metrics
+from tally.adapters.base import Adapter, IngestOutcome, Reply, RequestError
+from tally.catalog import App
+from tally.http.asgi import Receive, Scope, Send, ingest_request, send_reply
+from tally.http.services import Services
+from tally.model import DropReason, FailedEvent
+from tally.pipeline import RequestContext
+from tally.sink import AppendBatch, AppendResult, StoreUnavailable
+from tally.store.columns import events_to_arrow, failed_to_arrow
+
+CORS_HEADERS = [
+    ("access-control-allow-origin", "*"),
+    ("access-control-allow-methods", "POST, OPTIONS"),
+    ("access-control-allow-headers", "content-type, x-tally-key, authorization"),
+    ("access-control-max-age", "86400"),
+]
+_EMPTY = AppendResult(accepted=0, duplicates=0)
+log = logging.getLogger("tally.ingest")
+
+
+class IngestEndpoint:
+    """A raw ASGI endpoint for one protocol adapter."""
+
+    def __init__(self, adapter: Adapter, services: Services, methods: tuple[str, ...] = ("POST",)):
+        self.adapter = adapter
+        self.services = services
+        self.methods = methods
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method == "OPTIONS":
+            await send_reply(send, Reply(status=204, body=b""), CORS_HEADERS)
+            return
+        try:
+            if method not in self.methods:
+                raise RequestError(
+                    405,
+                    "method_not_allowed",
+                    f"{method} is not allowed here; use {', '.join(self.methods)}",
+                    headers=[("allow", ", ".join((*self.methods, "OPTIONS")))],
+                )
+            reply = await self._ingest(scope, receive)
+        except ConnectionAbortedError:
+            return
+        except RequestError as error:
+            metrics.REQUESTS_REJECTED.labels(self.adapter.protocol, error.code).inc()
+            reply = self.adapter.encode_error(error)
+        except StoreUnavailable as exc:
+            metrics.REQUESTS_REJECTED.labels(self.adapter.protocol, "store_unavailable").inc()
+            reply = self.adapter.encode_error(
+                RequestError(
+                    503,
+                    "store_unavailable",
+                    f"events could not be stored, nothing was accepted; retry later ({exc})",
+                    headers=[("retry-after", "1")],
+                )
+            )
+        except Exception:
+            log.exception("unexpected error in %s ingest", self.adapter.protocol)
+            reply = self.adapter.encode_error(
+                RequestError(
+                    500, "internal_error", "an unexpected error occurred; see the server log"
+                )
+            )
+        await send_reply(send, reply, CORS_HEADERS)
+
+    async def _ingest(self, scope: Scope, receive: Receive) -> Reply:
+        services = self.services
+        limits = services.limits
+        request = await ingest_request(scope, receive, limits.max_body_bytes)
+        received_at = datetime.now(UTC)
+        try:
+            decoded = self.adapter.decode(request)
+        except RequestError as error:
+            # The body is unreadable; if the headers name an app, keep the request for that app.
+            early = self.adapter.credentials(request)
+            app = await services.resolver.resolve(early) if early else None
+            if app is not None:
+                await self._keep_failed_request(app, received_at, request.body, error)
+            raise
+        if decoded.credentials is None:
+            raise RequestError(401, "missing_app_key", "no app key was given")
+        app = await services.resolver.resolve(decoded.credentials)
+        if app is None:
+            raise RequestError(401, "unknown_app_key", "no app has this key")
+        total = len(decoded.events) + len(decoded.errors)
+        if total > limits.max_events_per_request:
+            error = RequestError(
+                413,
+                DropReason.TOO_MANY_EVENTS.value,
+                f"the request has {total} events; the limit is {limits.max_events_per_request}",
+            )
+            await self._keep_failed_request(app, received_at, request.body, error)
+            raise error
+        metrics.REQUEST_EVENTS.labels(self.adapter.protocol).observe(total)
+
+        ctx = RequestContext(
+            app=app,
+            protocol=self.adapter.protocol,
+            received_at=received_at,
+            limits=limits,
+            ip=request.client_ip,
+            user_agent=decoded.user_agent or request.headers.get("user-agent"),
+            sent_at=decoded.sent_at,
+        )
+        outcome = services.pipeline.run(decoded.events, ctx, decoded.errors)
+        batch = AppendBatch(
+            events=events_to_arrow(app.id, outcome.accepted) if outcome.accepted else None,
+            failed=failed_to_arrow(outcome.failed) if outcome.failed else None,
+        )
+        result = await services.store.append(batch) if batch.rows else _EMPTY
+        protocol = self.adapter.protocol
+        if result.accepted:
+            metrics.EVENTS_ACCEPTED.labels(protocol).inc(result.accepted)
+        if result.duplicates:
+            metrics.EVENTS_DUPLICATE.labels(protocol).inc(result.duplicates)
+        for reason, count in outcome.drop_counts.items():
+            metrics.EVENTS_DROPPED.labels(protocol, reason.value).inc(count)
+        return self.adapter.encode(IngestOutcome(result=result, rejected=outcome.rejected))
+
+    async def _keep_failed_request(
+        self, app: App, received_at: datetime, body: bytes, error: RequestError
+    ) -> None:
+        reason = (
+            DropReason.TOO_MANY_EVENTS
+            if error.code == DropReason.TOO_MANY_EVENTS.value
+            else DropReason.INVALID_BODY
+        )
+        record = FailedEvent(
+            app_id=app.id,
+            received_at=received_at,
+            protocol=self.adapter.protocol,
+            reason=reason,
+            message=error.message,
+            payload=body,
+        )
+        await self.services.store.append(AppendBatch(failed=failed_to_arrow([record])))
+        metrics.EVENTS_DROPPED.labels(self.adapter.protocol, reason.value).inc()

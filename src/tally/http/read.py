@@ -1,0 +1,109 @@
+"""Read-back of stored events: ``GET /api/v1/apps/{app_id}/events`` (tests and debugging)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tally.catalog import App
+from tally.http.auth import basic_credentials
+from tally.http.errors import ApiError
+from tally.http.services import Services
+from tally.pipeline.timeparse import TimeError, parse_instant
+from tally.store.query import EventQuery
+
+MAX_LIMIT = 1000
+_encoder = msgspec.json.Encoder()
+_CONTEXT = (
+    "ip",
+    "user_agent",
+    "browser",
+    "os",
+    "device_type",
+    "url",
+    "referrer",
+    "locale",
+    "timezone",
+)
+
+
+async def authenticated_app(request: Request, services: Services, app_id: str) -> App:
+    """The app named in the path, if the request's Basic credentials are that app's API key."""
+    credentials = basic_credentials(request.headers.get("authorization"))
+    if credentials is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send the app's API key and secret with HTTP Basic authentication",
+            headers={"www-authenticate": 'Basic realm="tally"'},
+        )
+    app = await services.resolver.by_api_credentials(credentials.key, credentials.secret)
+    if app is None:
+        raise ApiError(
+            401,
+            "invalid_credentials",
+            "the API key and secret do not match any app",
+            headers={"www-authenticate": 'Basic realm="tally"'},
+        )
+    if app.id != app_id:
+        raise ApiError(403, "forbidden", "these credentials belong to another app")
+    return app
+
+
+def event_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "label": row["label"],
+        "time": row["time"],
+        "received_at": row["received_at"],
+        "user": row["user_id"],
+        "device": row["device_id"],
+        "session": row["session_id"],
+        "count": row["count"],
+        "sum": row["sum"],
+        "dur": row["dur"],
+        "properties": row["properties"],
+        "undefined_properties": row["undefined_properties"],
+        "protocol": row["protocol"],
+        "sdk": {"name": row["sdk_name"], "version": row["sdk_version"]},
+        "context": {key: row[key] for key in _CONTEXT},
+    }
+
+
+def _query(request: Request, app_id: str) -> EventQuery:
+    params = request.query_params
+    limit_text = params.get("limit", "100")
+    try:
+        limit = int(limit_text)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_parameter", f"limit must be a whole number, got {limit_text!r}"
+        ) from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
+    since = None
+    if params.get("since"):
+        try:
+            since = parse_instant(params["since"])
+        except TimeError as exc:
+            raise ApiError(400, "invalid_parameter", f"since: {exc}") from None
+    return EventQuery(
+        app_id=app_id,
+        name=params.get("name") or None,
+        user=params.get("user") or None,
+        since=since,
+        limit=limit,
+    )
+
+
+async def list_events(request: Request) -> Response:
+    services: Services = request.app.state.services
+    app_id = request.path_params["app_id"]
+    await authenticated_app(request, services, app_id)
+    rows = await services.store.fetch_events(_query(request, app_id))
+    body = _encoder.encode({"events": [event_json(row) for row in rows]})
+    return Response(body, media_type="application/json")

@@ -1,0 +1,27 @@
+"""Everything a request handler needs, built once per server process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tally.catalog import Catalog
+from tally.http.apps import AppResolver
+from tally.limits import Limits
+from tally.pipeline import DEFAULT_STEPS, Pipeline
+from tally.store.base import EventStore
+
+
+@dataclass
+class Services:
+    catalog: Catalog
+    store: EventStore
+    limits: Limits = field(default_factory=Limits)
+    pipeline: Pipeline = field(default_factory=lambda: Pipeline(DEFAULT_STEPS))
+    resolver: AppResolver = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.resolver = AppResolver(self.catalog)
+
+    async def close(self) -> None:
+        await self.store.close()
+        self.catalog.close()

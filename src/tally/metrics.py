@@ -1,0 +1,69 @@
+"""Prometheus metrics. With several processes, each writes to a shared directory and /metrics
+aggregates them (prometheus_client's multiprocess mode, enabled by PROMETHEUS_MULTIPROC_DIR)."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as _multiprocess
+
+EVENTS_ACCEPTED = Counter(
+    "tally_events_accepted_total", "Events stored, by protocol.", ["protocol"]
+)
+EVENTS_DUPLICATE = Counter(
+    "tally_events_duplicate_total",
+    "Events not stored again because their id was already stored, by protocol.",
+    ["protocol"],
+)
+EVENTS_DROPPED = Counter(
+    "tally_events_dropped_total",
+    "Events rejected and kept as failed events, by protocol and reason.",
+    ["protocol", "reason"],
+)
+REQUESTS_REJECTED = Counter(
+    "tally_requests_rejected_total",
+    "Ingest requests refused as a whole, by protocol and error code.",
+    ["protocol", "code"],
+)
+COMMIT_SECONDS = Histogram(
+    "tally_store_commit_seconds",
+    "Time to commit one group of batches to the event store.",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+COMMIT_ROWS = Histogram(
+    "tally_store_commit_rows",
+    "Rows (events and failed events) in one commit.",
+    buckets=(1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000),
+)
+COMMIT_REQUESTS = Histogram(
+    "tally_store_commit_requests",
+    "Requests sharing one commit (group commit).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+REQUEST_EVENTS = Histogram(
+    "tally_ingest_request_events",
+    "Events per ingest request (batch size), by protocol.",
+    ["protocol"],
+    buckets=(1, 2, 5, 10, 50, 100, 500, 1_000, 10_000),
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for /metrics, aggregated over processes when multiprocess."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        _multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _multiprocess.mark_process_dead(pid)

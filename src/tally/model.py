@@ -1,0 +1,95 @@
+"""The event record every protocol decodes into, and the reasons an event can be dropped."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+
+class DropReason(enum.StrEnum):
+    """The closed set of reasons an event is rejected. Stable: clients and dashboards use them."""
+
+    INVALID_BODY = "invalid_body"
+    """The request body is not valid JSON, or not the shape the protocol expects."""
+    INVALID_EVENT = "invalid_event"
+    """One item of a batch has a field of the wrong type or is not an object."""
+    EVENT_TOO_LARGE = "event_too_large"
+    """One item of a batch is larger than the per-event limit."""
+    MISSING_NAME = "missing_name"
+    """The event has no name (Countly key, Synerise action, EngageLab event_name...)."""
+    INVALID_NAME = "invalid_name"
+    """The name breaks the name rule that applies to it."""
+    INVALID_TIME = "invalid_time"
+    """The time is present but cannot be read as an instant."""
+    INVALID_MEASURE = "invalid_measure"
+    """count, sum or dur is not a finite number, or count is below 1."""
+    INVALID_ID = "invalid_id"
+    """The client-supplied event id is empty or too long."""
+    TOO_MANY_PROPERTIES = "too_many_properties"
+    """The event carries more properties than the limit allows."""
+    TOO_MANY_EVENTS = "too_many_events"
+    """The request carries more events than the per-request limit allows."""
+
+
+class Drop(msgspec.Struct, frozen=True):
+    """A pipeline step's verdict that an event must not be stored."""
+
+    reason: DropReason
+    message: str
+
+
+class Event(msgspec.Struct, kw_only=True):
+    """One event, as every protocol adapter produces it and every pipeline step refines it.
+
+    Adapters fill what their wire format carries, leaving ``raw_time`` as the client sent it;
+    pipeline steps validate, resolve ``time``, enrich the context and assign ``id``.
+    """
+
+    index: int
+    """Position of the item in its request, for per-item errors."""
+    protocol: str
+    name: Any = None
+    id: str | None = None
+    client_id: bool = False
+    """True when ``id`` came from the client, so a retry must be deduplicated."""
+    label: str | None = None
+    raw_time: Any = None
+    time: datetime | None = None
+    received_at: datetime | None = None
+    user_id: str | None = None
+    device_id: str | None = None
+    session_id: str | None = None
+    count: Any = None
+    sum: Any = None
+    dur: Any = None
+    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+    undefined_properties: list[str] = msgspec.field(default_factory=list)
+    sdk_name: str | None = None
+    sdk_version: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    browser: str | None = None
+    os: str | None = None
+    device_type: str | None = None
+    url: str | None = None
+    referrer: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    payload: bytes = b""
+    """The item exactly as received, kept for the failed-event record."""
+
+
+class FailedEvent(msgspec.Struct, kw_only=True):
+    """An event (or whole request) that was rejected, kept with its reason so it can be replayed."""
+
+    app_id: str
+    received_at: datetime
+    protocol: str
+    reason: DropReason
+    message: str
+    payload: bytes
+    name: str | None = None
+    event_index: int | None = None

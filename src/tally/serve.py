@@ -1,0 +1,232 @@
+"""``tally serve``: one process, or HTTP workers in front of one store process.
+
+With ``workers == 1`` everything runs in one process. With more, the supervisor binds the port,
+starts a store process that owns the DuckDB file and group-commits for everyone, and starts the
+HTTP workers, which share the listening socket and run the pipeline on every core. A worker answers
+a client only after the store process has committed the client's events.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from datetime import timedelta
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from tally.config import Settings
+
+log = logging.getLogger("tally.serve")
+_spawn = multiprocessing.get_context("spawn")
+
+
+def _uvicorn_config(app: object, settings: Settings):  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def prepare(settings: Settings) -> list[str]:
+    """Create the data folder and run every pending migration; returns what was done."""
+    from tally.catalog import Catalog
+    from tally.store.duckdb_store import DuckDBStore
+
+    settings.ensure_data_dir()
+    done = []
+    catalog = Catalog(settings.catalog_url)
+    try:
+        for version in catalog.migrate():
+            done.append(f"catalog schema -> version {version}")
+    finally:
+        catalog.close()
+    store = DuckDBStore(settings.data_dir)
+    try:
+        for version in store.migrate():
+            done.append(f"event store schema -> version {version}")
+    finally:
+        store.close()
+    return done
+
+
+def _dedup_window(settings: Settings) -> timedelta:
+    return timedelta(days=settings.limits.dedup_window_days)
+
+
+def _run_single(settings: Settings, sock: socket.socket) -> None:
+    import uvicorn
+
+    from tally.catalog import Catalog
+    from tally.http.app import TallyApp
+    from tally.http.services import Services
+    from tally.store.embedded import EmbeddedStore
+
+    store = EmbeddedStore(
+        settings.data_dir,
+        dedup_window=_dedup_window(settings),
+        commit_delay=settings.commit_delay,
+        migrate=False,
+    )
+    services = Services(catalog=Catalog(settings.catalog_url), store=store, limits=settings.limits)
+    server = uvicorn.Server(_uvicorn_config(TallyApp(services), settings))
+    server.run(sockets=[sock])
+
+
+def _worker_main(settings: Settings, sock: socket.socket, socket_path: Path) -> None:
+    import uvicorn
+
+    from tally.catalog import Catalog
+    from tally.http.app import TallyApp
+    from tally.http.services import Services
+    from tally.store.remote import RemoteStore
+
+    services = Services(
+        catalog=Catalog(settings.catalog_url),
+        store=RemoteStore(socket_path),
+        limits=settings.limits,
+    )
+    server = uvicorn.Server(_uvicorn_config(TallyApp(services), settings))
+    server.run(sockets=[sock])
+
+
+def _store_main(settings: Settings, socket_path: Path, ready: Any) -> None:
+    from tally.store import server
+
+    server.run(
+        settings.data_dir,
+        socket_path,
+        ready.set,
+        dedup_window=_dedup_window(settings),
+        commit_delay=settings.commit_delay,
+    )
+
+
+def bind(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, sock: socket.socket) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.socket_path = settings.run_dir / "store.sock"
+        self.store: BaseProcess | None = None
+        self.workers: list[BaseProcess] = []
+        self.stopping = False
+
+    def start_store(self) -> None:
+        ready = _spawn.Event()
+        process = _spawn.Process(
+            target=_store_main,
+            args=(self.settings, self.socket_path, ready),
+            name="tally-store",
+            daemon=False,
+        )
+        process.start()
+        while not ready.wait(timeout=0.1):
+            if not process.is_alive():
+                raise RuntimeError(
+                    f"the store process failed to start (exit code {process.exitcode})"
+                )
+        self.store = process
+
+    def start_worker(self) -> BaseProcess:
+        process = _spawn.Process(
+            target=_worker_main,
+            args=(self.settings, self.sock, self.socket_path),
+            name="tally-http",
+            daemon=False,
+        )
+        process.start()
+        return process
+
+    def run(self) -> None:
+        from tally import metrics
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._request_stop)
+        self.start_store()
+        self.workers = [self.start_worker() for _ in range(self.settings.workers)]
+        while not self.stopping:
+            time.sleep(0.2)
+            if self.store is not None and not self.store.is_alive() and not self.stopping:
+                log.error("store process exited (code %s); restarting it", self.store.exitcode)
+                self.start_store()
+            for i, worker in enumerate(self.workers):
+                if not worker.is_alive() and not self.stopping:
+                    log.error("HTTP worker exited (code %s); restarting it", worker.exitcode)
+                    if worker.pid is not None:
+                        metrics.mark_process_dead(worker.pid)
+                    self.workers[i] = self.start_worker()
+        self.shutdown()
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        """Workers first (they finish in-flight requests), then the store (it commits the rest)."""
+        for worker in self.workers:
+            if worker.is_alive() and worker.pid:
+                os.kill(worker.pid, signal.SIGTERM)
+        for worker in self.workers:
+            worker.join(timeout=15)
+            if worker.is_alive():
+                worker.kill()
+        if self.store is not None and self.store.is_alive() and self.store.pid:
+            os.kill(self.store.pid, signal.SIGTERM)
+            self.store.join(timeout=30)
+            if self.store.is_alive():
+                self.store.kill()
+
+
+def serve(settings: Settings) -> None:
+    for line in prepare(settings):
+        print(f"migrated {line}", file=sys.stderr)
+    run_dir = settings.run_dir
+    shutil.rmtree(run_dir, ignore_errors=True)
+    (run_dir / "metrics").mkdir(parents=True)
+    if settings.workers > 1:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir / "metrics")
+    sock = bind(settings)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    port = sock.getsockname()[1]
+    shape = (
+        "one process"
+        if settings.workers == 1
+        else f"{settings.workers} HTTP workers + 1 store process"
+    )
+    print(
+        f"Tally listening on http://{host}:{port} ({shape}; data in {settings.data_dir})",
+        flush=True,
+    )
+    print(
+        f"Create an app with: tally apps create NAME --data {settings.data_dir}",
+        flush=True,
+    )
+    if settings.workers == 1:
+        _run_single(settings, sock)
+    else:
+        Supervisor(settings, sock).run()

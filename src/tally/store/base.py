@@ -1,0 +1,22 @@
+"""The event store interface the HTTP layer relies on, whatever engine or process holds the data."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from tally.sink import AppendBatch, AppendResult
+from tally.store.query import EventQuery
+
+
+class EventStore(Protocol):
+    async def append(self, batch: AppendBatch) -> AppendResult:
+        """Store the batch; returns only after it is durable."""
+        ...
+
+    async def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]: ...
+
+    async def check_writable(self) -> None:
+        """Raise ``StoreUnavailable`` if a write would fail now."""
+        ...
+
+    async def close(self) -> None: ...

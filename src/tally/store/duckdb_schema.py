@@ -1,0 +1,75 @@
+"""The embedded event store's tables (DuckDB) and their migrations."""
+
+from __future__ import annotations
+
+import duckdb
+
+from tally.migrations import Migration
+
+COMPONENT = "events"
+
+
+def _v1(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE events (
+            app_id VARCHAR NOT NULL,
+            id VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            label VARCHAR,
+            time TIMESTAMP NOT NULL,
+            received_at TIMESTAMP NOT NULL,
+            user_id VARCHAR,
+            device_id VARCHAR,
+            session_id VARCHAR,
+            count BIGINT NOT NULL,
+            sum DOUBLE,
+            dur DOUBLE,
+            properties JSON,
+            undefined_properties VARCHAR[],
+            protocol VARCHAR NOT NULL,
+            sdk_name VARCHAR,
+            sdk_version VARCHAR,
+            ip VARCHAR,
+            user_agent VARCHAR,
+            browser VARCHAR,
+            os VARCHAR,
+            device_type VARCHAR,
+            url VARCHAR,
+            referrer VARCHAR,
+            locale VARCHAR,
+            timezone VARCHAR
+        )
+        """
+    )
+    # Client-supplied ids seen within the dedup window, as a 128-bit digest of (app, id).
+    conn.execute(
+        """
+        CREATE TABLE event_ids (
+            hi UBIGINT NOT NULL,
+            lo UBIGINT NOT NULL,
+            seen_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (hi, lo)
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE failed_events (
+            id VARCHAR NOT NULL DEFAULT (uuid()::VARCHAR),
+            app_id VARCHAR NOT NULL,
+            received_at TIMESTAMP NOT NULL,
+            protocol VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL,
+            message VARCHAR NOT NULL,
+            payload BLOB NOT NULL,
+            name VARCHAR,
+            event_index INTEGER
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Migration[duckdb.DuckDBPyConnection]] = [
+    Migration(1, "events, failed events and the dedup index", _v1),
+]

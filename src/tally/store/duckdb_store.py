@@ -1,0 +1,243 @@
+"""The embedded event store: one DuckDB file, written by one process, one commit per group."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+import numpy as np
+import pyarrow as pa
+
+from tally.migrations import pending
+from tally.sink import AppendBatch, AppendResult
+from tally.store.columns import EVENT_COLUMN_NAMES, EVENT_SCHEMA, FAILED_COLUMNS, FAILED_SCHEMA
+from tally.store.duckdb_schema import COMPONENT, MIGRATIONS
+from tally.store.query import EventQuery
+
+_STORED = ", ".join(f'"{name}"' for name in EVENT_COLUMN_NAMES)
+_FAILED = ", ".join(name for name, _ in FAILED_COLUMNS)
+_json = msgspec.json.Decoder()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class DuckDBStore:
+    """Synchronous core of the embedded store. ``commit_group`` is called from one writer thread."""
+
+    FILE_NAME = "events.duckdb"
+
+    def __init__(self, data_dir: Path, dedup_window: timedelta = timedelta(days=7)) -> None:
+        self.path = data_dir / self.FILE_NAME
+        self.dedup_window = dedup_window
+        self.conn = duckdb.connect(str(self.path))
+        self._writer = self.conn.cursor()
+        self._lock = threading.Lock()
+        self._last_prune = datetime.min
+
+    # schema
+
+    def schema_version(self) -> int:
+        exists = self.conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'tally_schema'"
+        ).fetchone()
+        if not exists or not exists[0]:
+            return 0
+        row = self.conn.execute(
+            "SELECT version FROM tally_schema WHERE component = ?", [COMPONENT]
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def migrate(self) -> list[int]:
+        current = self.schema_version()
+        todo = pending(MIGRATIONS, current)
+        if not todo:
+            return []
+        conn = self.conn.cursor()
+        conn.execute("BEGIN")
+        try:
+            if current == 0:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS tally_schema "
+                    "(component VARCHAR PRIMARY KEY, version INTEGER NOT NULL)"
+                )
+                conn.execute("INSERT INTO tally_schema VALUES (?, 0)", [COMPONENT])
+            for migration in todo:
+                migration.apply(conn)
+                conn.execute(
+                    "UPDATE tally_schema SET version = ? WHERE component = ?",
+                    [migration.version, COMPONENT],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+        return [m.version for m in todo]
+
+    # writes
+
+    def commit_group(self, batches: Sequence[AppendBatch]) -> list[AppendResult]:
+        """Store several requests' batches in one transaction; one result per batch.
+
+        A client-supplied id is stored once: the first occurrence in the group wins, and an id
+        already in ``event_ids`` (within the dedup window) counts as a duplicate.
+        """
+        with self._lock:
+            return self._commit_group(batches)
+
+    def _commit_group(self, batches: Sequence[AppendBatch]) -> list[AppendResult]:
+        event_parts: list[pa.RecordBatch] = []
+        owners: list[np.ndarray] = []
+        failed_parts: list[pa.RecordBatch] = []
+        for i, batch in enumerate(batches):
+            if batch.events is not None and batch.events.num_rows:
+                event_parts.append(batch.events)
+                owners.append(np.full(batch.events.num_rows, i, dtype=np.int32))
+            if batch.failed is not None and batch.failed.num_rows:
+                failed_parts.append(batch.failed)
+
+        accepted = np.zeros(len(batches), dtype=np.int64)
+        duplicates = np.zeros(len(batches), dtype=np.int64)
+        cur = self._writer
+        cur.execute("BEGIN")
+        try:
+            if event_parts:
+                owner = np.concatenate(owners)
+                events = pa.Table.from_batches(event_parts, schema=EVENT_SCHEMA)
+                keep = self._dedup(cur, events)
+                if keep is None:
+                    stored = events
+                    accepted += np.bincount(owner, minlength=len(batches))
+                else:
+                    stored = events.filter(pa.array(keep))
+                    accepted += np.bincount(owner[keep], minlength=len(batches))
+                    duplicates += np.bincount(owner[~keep], minlength=len(batches))
+                if stored.num_rows:
+                    cur.register("incoming_events", stored)
+                    cur.execute(f"INSERT INTO events SELECT {_STORED} FROM incoming_events")
+                    cur.unregister("incoming_events")
+            if failed_parts:
+                failed = pa.Table.from_batches(failed_parts, schema=FAILED_SCHEMA)
+                cur.register("incoming_failed", failed)
+                cur.execute(
+                    f"INSERT INTO failed_events ({_FAILED}) SELECT {_FAILED} FROM incoming_failed"
+                )
+                cur.unregister("incoming_failed")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        self._maybe_prune()
+        return [
+            AppendResult(accepted=int(a), duplicates=int(d))
+            for a, d in zip(accepted, duplicates, strict=True)
+        ]
+
+    def _dedup(self, cur: duckdb.DuckDBPyConnection, events: pa.Table) -> np.ndarray | None:
+        """Mask of rows to store, or None when no row carries a client id."""
+        hi = events.column("dedup_hi")
+        if hi.null_count == len(hi):
+            return None
+        candidates = pa.table(
+            {
+                "seq": pa.array(np.arange(events.num_rows, dtype=np.int64)),
+                "hi": hi,
+                "lo": events.column("dedup_lo"),
+            }
+        )
+        cur.register("incoming_ids", candidates)
+        new_seqs = cur.execute(
+            """
+            WITH firsts AS (
+                SELECT hi, lo, min(seq) AS seq FROM incoming_ids
+                WHERE hi IS NOT NULL GROUP BY hi, lo
+            ),
+            inserted AS (
+                INSERT OR IGNORE INTO event_ids SELECT hi, lo, ? FROM firsts RETURNING hi, lo
+            )
+            SELECT f.seq FROM firsts f JOIN inserted i USING (hi, lo)
+            """,
+            [_utcnow()],
+        ).fetchnumpy()["seq"]
+        cur.unregister("incoming_ids")
+        keep = np.asarray(hi.is_null().to_numpy(zero_copy_only=False), dtype=bool).copy()
+        keep[np.asarray(new_seqs, dtype=np.int64)] = True
+        return keep
+
+    def _maybe_prune(self) -> None:
+        """Forget client ids older than the dedup window, at most once an hour."""
+        now = _utcnow()
+        if now - self._last_prune < timedelta(hours=1):
+            return
+        self._last_prune = now
+        self._writer.execute("DELETE FROM event_ids WHERE seen_at < ?", [now - self.dedup_window])
+
+    # reads
+
+    def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        clauses = ["app_id = ?"]
+        params: list[Any] = [query.app_id]
+        if query.name is not None:
+            clauses.append("name = ?")
+            params.append(query.name)
+        if query.user is not None:
+            clauses.append("(user_id = ? OR device_id = ?)")
+            params.extend([query.user, query.user])
+        if query.since is not None:
+            clauses.append("time >= ?")
+            params.append(query.since.astimezone(UTC).replace(tzinfo=None))
+        params.append(query.limit)
+        cur = self.conn.cursor()
+        try:
+            result = cur.execute(
+                f"SELECT {_STORED} FROM events WHERE {' AND '.join(clauses)} "
+                "ORDER BY time DESC, received_at DESC, id DESC LIMIT ?",
+                params,
+            )
+            names = [d[0] for d in result.description]
+            rows = result.fetchall()
+        finally:
+            cur.close()
+        out = []
+        for row in rows:
+            record = dict(zip(names, row, strict=True))
+            record["properties"] = (
+                _json.decode(record["properties"]) if record["properties"] else {}
+            )
+            record["undefined_properties"] = record["undefined_properties"] or []
+            for field in ("time", "received_at"):
+                record[field] = record[field].replace(tzinfo=UTC)
+            out.append(record)
+        return out
+
+    def count_rows(self, table: str) -> int:
+        if table not in {"events", "failed_events", "event_ids"}:
+            raise ValueError(table)
+        cur = self.conn.cursor()
+        try:
+            row = cur.execute(f"SELECT count(*) FROM {table}").fetchone()
+        finally:
+            cur.close()
+        return int(row[0]) if row else 0
+
+    def check_writable(self) -> None:
+        """Raise if the store cannot take a write (a tiny transaction that changes nothing)."""
+        with self._lock:
+            self._writer.execute("BEGIN")
+            self._writer.execute(
+                "UPDATE tally_schema SET version = version WHERE component = ?", [COMPONENT]
+            )
+            self._writer.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._writer.close()
+            self.conn.close()

@@ -1,0 +1,49 @@
+"""The embedded store as the server uses it in-process: DuckDB behind a group committer."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from tally.sink import AppendBatch, AppendResult, StoreUnavailable
+from tally.store.duckdb_store import DuckDBStore
+from tally.store.group_commit import GroupCommitter
+from tally.store.query import EventQuery
+
+
+class EmbeddedStore:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        dedup_window: timedelta = timedelta(days=7),
+        commit_delay: float = 0.002,
+        migrate: bool = True,
+    ) -> None:
+        self.db = DuckDBStore(data_dir, dedup_window=dedup_window)
+        if migrate:
+            self.db.migrate()
+        self.committer = GroupCommitter(self.db.commit_group, max_delay=commit_delay)
+        self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tally-read")
+
+    async def append(self, batch: AppendBatch) -> AppendResult:
+        return await self.committer.append(batch)
+
+    async def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.db.fetch_events, query)
+
+    async def check_writable(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._readers, self.db.check_writable)
+        except Exception as exc:
+            raise StoreUnavailable(f"the event store is not writable: {exc}") from exc
+
+    async def close(self) -> None:
+        await self.committer.close()
+        self._readers.shutdown(wait=True)
+        self.db.close()

@@ -1,0 +1,107 @@
+"""An HTTP worker's view of the store process: the ``EventStore`` interface over a Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from tally.sink import AppendBatch, AppendResult, StoreUnavailable
+from tally.store.columns import to_ipc
+from tally.store.query import EventQuery
+from tally.store.wire import frame, read_frame
+
+
+class RemoteStore:
+    def __init__(self, socket_path: Path, connect_timeout: float = 5.0) -> None:
+        self.socket_path = socket_path
+        self.connect_timeout = connect_timeout
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._connect_lock = asyncio.Lock()
+
+    async def _connection(self) -> asyncio.StreamWriter:
+        if self._writer is not None and not self._writer.is_closing():
+            return self._writer
+        async with self._connect_lock:
+            if self._writer is not None and not self._writer.is_closing():
+                return self._writer
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_unix_connection(str(self.socket_path)), self.connect_timeout
+                )
+            except (OSError, TimeoutError) as exc:
+                raise StoreUnavailable(f"cannot reach the store process: {exc}") from exc
+            self._writer = writer
+            self._reader_task = asyncio.create_task(self._read_replies(reader, writer))
+            return writer
+
+    async def _read_replies(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            while True:
+                reply = await read_frame(reader)
+                future = self._pending.pop(reply.get("rid"), None)
+                if future is None or future.done():
+                    continue
+                if reply.get("ok"):
+                    future.set_result(reply.get("result"))
+                else:
+                    future.set_exception(StoreUnavailable(reply.get("error", "store error")))
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+            if self._writer is writer:
+                self._writer = None
+            lost = StoreUnavailable("the store process connection was lost")
+            for rid, future in list(self._pending.items()):
+                if not future.done():
+                    future.set_exception(lost)
+                self._pending.pop(rid, None)
+
+    async def _call(self, message: dict[str, Any]) -> Any:
+        writer = await self._connection()
+        rid = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        message["rid"] = rid
+        try:
+            writer.write(frame(message))
+        except (ConnectionError, RuntimeError) as exc:
+            self._pending.pop(rid, None)
+            raise StoreUnavailable(f"cannot reach the store process: {exc}") from exc
+        return await future
+
+    async def append(self, batch: AppendBatch) -> AppendResult:
+        result = await self._call(
+            {
+                "op": "append",
+                "events": to_ipc(batch.events) if batch.events is not None else None,
+                "failed": to_ipc(batch.failed) if batch.failed is not None else None,
+            }
+        )
+        return msgspec.convert(result, AppendResult)
+
+    async def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        rows = await self._call({"op": "fetch", "query": msgspec.to_builtins(query)})
+        for row in rows:
+            for key in ("time", "received_at"):
+                row[key] = datetime.fromisoformat(row[key])
+        return rows
+
+    async def check_writable(self) -> None:
+        await self._call({"op": "ping"})
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader_task is not None:
+            self._reader_task.cancel()

@@ -1,0 +1,128 @@
+"""The store process: owns the DuckDB file and serves appends and reads to the HTTP workers.
+
+DuckDB allows one writing process per file, so with several HTTP workers (to use every core for
+decoding and rules) one process holds the store and group-commits what all workers send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from tally.sink import AppendBatch
+from tally.store.columns import from_ipc
+from tally.store.embedded import EmbeddedStore
+from tally.store.query import EventQuery
+from tally.store.wire import frame, read_frame
+
+log = logging.getLogger("tally.store")
+
+
+def _time_fields(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:
+        for key in ("time", "received_at"):
+            row[key] = row[key].isoformat()
+    return rows
+
+
+class StoreServer:
+    def __init__(self, store: EmbeddedStore, socket_path: Path) -> None:
+        self.store = store
+        self.socket_path = socket_path
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path))
+        os.chmod(self.socket_path, 0o600)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                message = await read_frame(reader)
+                task = asyncio.create_task(self._handle(message, writer))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            writer.close()
+
+    async def _handle(self, message: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        rid = message.get("rid")
+        try:
+            result = await self._dispatch(message)
+            reply = {"rid": rid, "ok": True, "result": result}
+        except Exception as exc:
+            log.exception("store request failed")
+            reply = {"rid": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        if not writer.is_closing():
+            writer.write(frame(reply))
+
+    async def _dispatch(self, message: dict[str, Any]) -> Any:
+        op = message["op"]
+        if op == "append":
+            events, failed = message.get("events"), message.get("failed")
+            batch = AppendBatch(
+                events=from_ipc(events) if events else None,
+                failed=from_ipc(failed) if failed else None,
+            )
+            result = await self.store.append(batch)
+            return msgspec.to_builtins(result)
+        if op == "fetch":
+            query = msgspec.convert(message["query"], EventQuery)
+            return _time_fields(await self.store.fetch_events(query))
+        if op == "ping":
+            await self.store.check_writable()
+            return "pong"
+        raise ValueError(f"unknown operation {op!r}")
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.store.close()
+
+
+async def _main(
+    data_dir: Path, socket_path: Path, on_ready: Callable[[], None] | None, **options: Any
+) -> None:
+    store = EmbeddedStore(data_dir, migrate=False, **options)
+    server = StoreServer(store, socket_path)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if on_ready is not None:
+        on_ready()
+    await stop.wait()
+    await server.close()
+
+
+def run(
+    data_dir: Path,
+    socket_path: Path,
+    on_ready: Callable[[], None] | None = None,
+    **options: Any,
+) -> None:
+    """Entry point of the store process (started by ``tally serve``)."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        pass
+    asyncio.run(_main(data_dir, socket_path, on_ready, **options))
