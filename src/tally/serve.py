@@ -92,6 +92,10 @@ def _run_single(settings: Settings, sock: socket.socket) -> None:
 def _worker_main(settings: Settings, sock: socket.socket, socket_path: Path) -> None:
     import uvicorn
 
+    from tally.process import exit_with_parent
+
+    exit_with_parent()
+
     from tally.catalog import Catalog
     from tally.http.app import TallyApp
     from tally.http.services import Services
@@ -107,7 +111,10 @@ def _worker_main(settings: Settings, sock: socket.socket, socket_path: Path) -> 
 
 
 def _store_main(settings: Settings, socket_path: Path, ready: Any) -> None:
+    from tally.process import exit_with_parent
     from tally.store import server
+
+    exit_with_parent()
 
     server.run(
         settings.data_dir,

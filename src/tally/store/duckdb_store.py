@@ -231,11 +231,16 @@ class DuckDBStore:
     def check_writable(self) -> None:
         """Raise if the store cannot take a write (a tiny transaction that changes nothing)."""
         with self._lock:
-            self._writer.execute("BEGIN")
-            self._writer.execute(
-                "UPDATE tally_schema SET version = version WHERE component = ?", [COMPONENT]
-            )
-            self._writer.execute("COMMIT")
+            cur = self._writer
+            cur.execute("BEGIN")
+            try:
+                cur.execute(
+                    "UPDATE tally_schema SET version = version WHERE component = ?", [COMPONENT]
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
