@@ -87,3 +87,19 @@ def test_migrate_explains_a_locked_store(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert duckdb.connect(str(data / "events.duckdb")).execute("select 1").fetchone() == (1,)
+
+
+def test_limits_from_the_environment_and_options(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tally.limits import Limits
+
+    monkeypatch.setenv("TALLY_MAX_BODY_BYTES", "2048")
+    monkeypatch.setenv("TALLY_DEDUP_WINDOW_DAYS", "30")
+    limits = Limits.from_env()
+    assert (limits.max_body_bytes, limits.dedup_window_days) == (2048, 30)
+    assert limits.max_event_bytes == Limits().max_event_bytes
+    monkeypatch.setenv("TALLY_MAX_EVENT_BYTES", "lots")
+    code, out = run("serve", "--port", "0")
+    assert code == 1 and "TALLY_MAX_EVENT_BYTES must be a whole number" in out
+    monkeypatch.delenv("TALLY_MAX_EVENT_BYTES")
+    code, out = run("serve", "--port", "0", "--max-body-bytes", "0")
+    assert code == 1 and "max_body_bytes must be at least 1" in out

@@ -65,12 +65,48 @@ def main() -> None:
     help="HTTP worker processes (default: one per core). With more than one, a separate "
     "store process owns the event store.",
 )
-def serve(data_dir: str, catalog: str | None, host: str, port: int, workers: int | None) -> None:
-    """Run the server (embedded DuckDB + SQLite in the data folder by default)."""
+@click.option(
+    "--max-body-bytes", type=int, default=None, help="Largest request body (default 1048576)."
+)
+@click.option("--max-event-bytes", type=int, default=None, help="Largest event (default 32768).")
+@click.option(
+    "--max-events-per-request", type=int, default=None, help="Events per request (default 10000)."
+)
+@click.option(
+    "--dedup-window-days",
+    type=int,
+    default=None,
+    help="How long client event ids are remembered for deduplication (default 7).",
+)
+def serve(
+    data_dir: str,
+    catalog: str | None,
+    host: str,
+    port: int,
+    workers: int | None,
+    **limit_options: int | None,
+) -> None:
+    """Run the server (embedded DuckDB + SQLite in the data folder by default).
+
+    Limits can also be set with TALLY_MAX_BODY_BYTES, TALLY_MAX_EVENT_BYTES,
+    TALLY_MAX_EVENTS_PER_REQUEST, TALLY_MAX_PROPERTIES and TALLY_DEDUP_WINDOW_DAYS.
+    """
+    from tally.limits import Limits
     from tally.serve import serve as run_server
 
+    try:
+        limits = Limits.from_env()
+        overrides = {k: v for k, v in limit_options.items() if v is not None}
+        limits = msgspec.structs.replace(limits, **overrides).checked()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     settings = _settings(
-        data_dir, catalog, host=host, port=port, workers=workers or default_workers()
+        data_dir,
+        catalog,
+        host=host,
+        port=port,
+        workers=workers or default_workers(),
+        limits=limits,
     )
     try:
         run_server(settings)

@@ -27,7 +27,7 @@ class Settings:
     port: int = DEFAULT_PORT
     workers: int = field(default_factory=default_workers)
     commit_delay: float = 0.002
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=Limits.from_env)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()

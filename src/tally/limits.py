@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 import msgspec
 
 
@@ -15,3 +18,25 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_id_length: int = 128
     dedup_window_days: int = 7
     """How long a client-supplied event id is remembered for deduplication."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Limits:
+        """Defaults overridden by ``TALLY_MAX_BODY_BYTES``, ``TALLY_DEDUP_WINDOW_DAYS``, ..."""
+        values = {}
+        for name in cls.__struct_fields__:
+            raw = environ.get(f"TALLY_{name.upper()}")
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = int(raw)
+            except ValueError:
+                raise ValueError(
+                    f"TALLY_{name.upper()} must be a whole number, got {raw!r}"
+                ) from None
+        return cls(**values).checked()
+
+    def checked(self) -> Limits:
+        for name in self.__struct_fields__:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        return self
