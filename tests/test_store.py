@@ -13,7 +13,7 @@ import pytest
 from tally.ids import uuid7
 from tally.model import DropReason, Event, FailedEvent
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
-from tally.store.columns import events_to_arrow, failed_to_arrow
+from tally.store.columns import event_rows, failed_rows
 from tally.store.duckdb_schema import MIGRATIONS
 from tally.store.duckdb_store import DuckDBStore
 from tally.store.embedded import EmbeddedStore
@@ -40,7 +40,7 @@ def ev(name: str = "signup", id: str | None = None, **fields) -> Event:  # type:
 
 
 def batch(*events: Event, app_id: str = APP) -> AppendBatch:
-    return AppendBatch(events=events_to_arrow(app_id, list(events)))
+    return AppendBatch(events=event_rows(app_id, list(events)))
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_failed_events_are_kept_with_reason_and_payload(db: DuckDBStore) -> None
         name=None,
         event_index=3,
     )
-    assert db.commit_group([AppendBatch(failed=failed_to_arrow([failed]))]) == [AppendResult(0, 0)]
+    assert db.commit_group([AppendBatch(failed=failed_rows([failed]))]) == [AppendResult(0, 0)]
     row = db.conn.execute(
         "SELECT app_id, received_at, protocol, reason, message, payload, event_index, id "
         "FROM failed_events"
@@ -191,7 +191,7 @@ def test_fetch_filters_and_orders_newest_first(db: DuckDBStore) -> None:
 
 def test_a_failed_commit_stores_nothing(db: DuckDBStore) -> None:
     good = batch(ev(id="ok"))
-    bad = AppendBatch(events=events_to_arrow(APP, [ev(id="bad", count=None)]))  # NOT NULL count
+    bad = AppendBatch(events=event_rows(APP, [ev(id="bad", count=None)]))  # NOT NULL count
     with pytest.raises(duckdb.Error):
         db.commit_group([good, bad])
     assert db.count_rows("events") == 0

@@ -9,20 +9,17 @@ from __future__ import annotations
 from typing import Protocol
 
 import msgspec
-import pyarrow as pa
 
 
-class AppendBatch(msgspec.Struct, kw_only=True):
-    """One request's accepted events (``store.columns.EVENT_SCHEMA``) and failed events."""
+class AppendBatch(msgspec.Struct, kw_only=True, array_like=True):
+    """One request's accepted events and failed events, as rows (see ``store.columns``)."""
 
-    events: pa.RecordBatch | None = None
-    failed: pa.RecordBatch | None = None
+    events: list[tuple] = msgspec.field(default_factory=list)
+    failed: list[tuple] = msgspec.field(default_factory=list)
 
     @property
     def rows(self) -> int:
-        return (self.events.num_rows if self.events is not None else 0) + (
-            self.failed.num_rows if self.failed is not None else 0
-        )
+        return len(self.events) + len(self.failed)
 
 
 class AppendResult(msgspec.Struct, frozen=True):

@@ -17,7 +17,7 @@ from tally.http.services import Services
 from tally.model import DropReason, FailedEvent
 from tally.pipeline import RequestContext
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
-from tally.store.columns import events_to_arrow, failed_to_arrow
+from tally.store.columns import event_rows, failed_rows
 
 CORS_HEADERS = [
     ("access-control-allow-origin", "*"),
@@ -116,8 +116,7 @@ class IngestEndpoint:
         )
         outcome = services.pipeline.run(decoded.events, ctx, decoded.errors)
         batch = AppendBatch(
-            events=events_to_arrow(app.id, outcome.accepted) if outcome.accepted else None,
-            failed=failed_to_arrow(outcome.failed) if outcome.failed else None,
+            events=event_rows(app.id, outcome.accepted), failed=failed_rows(outcome.failed)
         )
         result = await services.store.append(batch) if batch.rows else _EMPTY
         protocol = self.adapter.protocol
@@ -145,5 +144,5 @@ class IngestEndpoint:
             message=error.message,
             payload=body,
         )
-        await self.services.store.append(AppendBatch(failed=failed_to_arrow([record])))
+        await self.services.store.append(AppendBatch(failed=failed_rows([record])))
         metrics.EVENTS_DROPPED.labels(self.adapter.protocol, reason.value).inc()

@@ -1,12 +1,14 @@
-"""Events and failed events as Arrow record batches: the unit a sink appends.
+"""Events and failed events as rows (what a request appends) and Arrow tables (what a commit
+inserts).
 
-Batches are built where the pipeline ran (an HTTP worker), so the process that owns the store only
-concatenates, deduplicates and inserts.
+Rows are made where the pipeline ran (an HTTP worker) and are cheap to ship; the store turns every
+row waiting for one commit into Arrow columns at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pyarrow as pa
@@ -64,86 +66,90 @@ FAILED_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 FAILED_SCHEMA = pa.schema(FAILED_COLUMNS)
 
 
-def _naive_utc(value):  # type: ignore[no-untyped-def]
-    return value.replace(tzinfo=None) if value is not None else None
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-def events_to_arrow(app_id: str, events: Sequence[Event]) -> pa.RecordBatch:
-    """Columns for accepted events; every event must have passed the pipeline (id and time set)."""
-    his: list[int | None] = []
-    los: list[int | None] = []
-    for event in events:
-        if event.client_id:
-            hi, lo = dedup_key(app_id, event.id or "")
-            his.append(hi)
-            los.append(lo)
-        else:
-            his.append(None)
-            los.append(None)
-    n = len(events)
-    columns = [
-        [app_id] * n,
-        [e.id for e in events],
-        [e.name for e in events],
-        [e.label for e in events],
-        [_naive_utc(e.time) for e in events],
-        [_naive_utc(e.received_at) for e in events],
-        [e.user_id for e in events],
-        [e.device_id for e in events],
-        [e.session_id for e in events],
-        [e.count for e in events],
-        [e.sum for e in events],
-        [e.dur for e in events],
-        [_json.encode(e.properties).decode() if e.properties else None for e in events],
-        [e.undefined_properties or None for e in events],
-        [e.protocol for e in events],
-        [e.sdk_name for e in events],
-        [e.sdk_version for e in events],
-        [e.ip for e in events],
-        [e.user_agent for e in events],
-        [e.browser for e in events],
-        [e.os for e in events],
-        [e.device_type for e in events],
-        [e.url for e in events],
-        [e.referrer for e in events],
-        [e.locale for e in events],
-        [e.timezone for e in events],
-        his,
-        los,
+def micros(value: datetime) -> int:
+    """Microseconds since the epoch: exact, and cheap to ship between processes."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+EventRow = tuple
+"""One accepted event as a tuple in ``EVENT_SCHEMA`` order (dedup digests last)."""
+FailedRow = tuple
+"""One failed event as a tuple in ``FAILED_SCHEMA`` order."""
+
+
+def event_rows(app_id: str, events: Sequence[Event]) -> list[EventRow]:
+    """Rows for accepted events; every event must have passed the pipeline (id and time set).
+
+    Rows, not columns: building an Arrow array costs microseconds however short it is, so the
+    store builds columns once per commit group rather than once per request.
+    """
+    rows = []
+    for e in events:
+        hi, lo = dedup_key(app_id, e.id or "") if e.client_id else (None, None)
+        rows.append(
+            (
+                app_id,
+                e.id,
+                e.name,
+                e.label,
+                micros(e.time),
+                micros(e.received_at),
+                e.user_id,
+                e.device_id,
+                e.session_id,
+                e.count,
+                e.sum,
+                e.dur,
+                _json.encode(e.properties).decode() if e.properties else None,
+                e.undefined_properties or None,
+                e.protocol,
+                e.sdk_name,
+                e.sdk_version,
+                e.ip,
+                e.user_agent,
+                e.browser,
+                e.os,
+                e.device_type,
+                e.url,
+                e.referrer,
+                e.locale,
+                e.timezone,
+                hi,
+                lo,
+            )
+        )
+    return rows
+
+
+def failed_rows(failed: Sequence[FailedEvent]) -> list[FailedRow]:
+    return [
+        (
+            f.app_id,
+            micros(f.received_at),
+            f.protocol,
+            f.reason.value,
+            f.message,
+            f.payload,
+            f.name,
+            f.event_index,
+        )
+        for f in failed
     ]
-    arrays = [
-        pa.array(col, type=field.type) for col, field in zip(columns, EVENT_SCHEMA, strict=True)
-    ]
-    return pa.RecordBatch.from_arrays(arrays, schema=EVENT_SCHEMA)
 
 
-def failed_to_arrow(failed: Sequence[FailedEvent]) -> pa.RecordBatch:
-    columns = [
-        [f.app_id for f in failed],
-        [_naive_utc(f.received_at) for f in failed],
-        [f.protocol for f in failed],
-        [f.reason.value for f in failed],
-        [f.message for f in failed],
-        [f.payload for f in failed],
-        [f.name for f in failed],
-        [f.event_index for f in failed],
-    ]
-    arrays = [
-        pa.array(col, type=field.type) for col, field in zip(columns, FAILED_SCHEMA, strict=True)
-    ]
-    return pa.RecordBatch.from_arrays(arrays, schema=FAILED_SCHEMA)
+def _table(rows: Sequence[tuple], schema: pa.Schema) -> pa.Table:
+    columns = zip(*rows, strict=True) if rows else [[] for _ in schema]
+    arrays = [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def to_ipc(batch: pa.RecordBatch) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return sink.getvalue().to_pybytes()
+def events_table(rows: Sequence[EventRow]) -> pa.Table:
+    return _table(rows, EVENT_SCHEMA)
 
 
-def from_ipc(data: bytes) -> pa.RecordBatch:
-    reader = pa.ipc.open_stream(data)
-    batches = list(reader)
-    if len(batches) == 1:
-        return batches[0]
-    return pa.Table.from_batches(batches, schema=reader.schema).combine_chunks().to_batches()[0]
+def failed_table(rows: Sequence[FailedRow]) -> pa.Table:
+    return _table(rows, FAILED_SCHEMA)

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from tally.migrations import pending
 from tally.sink import AppendBatch, AppendResult
-from tally.store.columns import EVENT_COLUMN_NAMES, EVENT_SCHEMA, FAILED_COLUMNS, FAILED_SCHEMA
+from tally.store.columns import EVENT_COLUMN_NAMES, FAILED_COLUMNS, events_table, failed_table
 from tally.store.duckdb_schema import COMPONENT, MIGRATIONS
 from tally.store.query import EventQuery
 
@@ -94,43 +94,38 @@ class DuckDBStore:
             return self._commit_group(batches)
 
     def _commit_group(self, batches: Sequence[AppendBatch]) -> list[AppendResult]:
-        event_parts: list[pa.RecordBatch] = []
-        owners: list[np.ndarray] = []
-        failed_parts: list[pa.RecordBatch] = []
-        for i, batch in enumerate(batches):
-            if batch.events is not None and batch.events.num_rows:
-                event_parts.append(batch.events)
-                owners.append(np.full(batch.events.num_rows, i, dtype=np.int32))
-            if batch.failed is not None and batch.failed.num_rows:
-                failed_parts.append(batch.failed)
+        # Columns are built once for the whole group (see store.columns). DuckDB reads the local
+        # Arrow tables below by name (replacement scans), which is cheaper than register().
+        rows: list[tuple] = []
+        owner_sizes: list[int] = []
+        failed_rows: list[tuple] = []
+        for batch in batches:
+            rows.extend(batch.events)
+            owner_sizes.append(len(batch.events))
+            failed_rows.extend(batch.failed)
+        owner = np.repeat(np.arange(len(batches), dtype=np.int32), owner_sizes)
 
         accepted = np.zeros(len(batches), dtype=np.int64)
         duplicates = np.zeros(len(batches), dtype=np.int64)
         cur = self._writer
         cur.execute("BEGIN")
         try:
-            if event_parts:
-                owner = np.concatenate(owners)
-                events = pa.Table.from_batches(event_parts, schema=EVENT_SCHEMA)
-                keep = self._dedup(cur, events)
+            if rows:
+                incoming_events = events_table(rows)
+                keep = self._dedup(cur, incoming_events)
                 if keep is None:
-                    stored = events
                     accepted += np.bincount(owner, minlength=len(batches))
                 else:
-                    stored = events.filter(pa.array(keep))
+                    incoming_events = incoming_events.filter(pa.array(keep))
                     accepted += np.bincount(owner[keep], minlength=len(batches))
                     duplicates += np.bincount(owner[~keep], minlength=len(batches))
-                if stored.num_rows:
-                    cur.register("incoming_events", stored)
+                if incoming_events.num_rows:
                     cur.execute(f"INSERT INTO events SELECT {_STORED} FROM incoming_events")
-                    cur.unregister("incoming_events")
-            if failed_parts:
-                failed = pa.Table.from_batches(failed_parts, schema=FAILED_SCHEMA)
-                cur.register("incoming_failed", failed)
+            if failed_rows:
+                incoming_failed = failed_table(failed_rows)  # noqa: F841 - read by DuckDB
                 cur.execute(
                     f"INSERT INTO failed_events ({_FAILED}) SELECT {_FAILED} FROM incoming_failed"
                 )
-                cur.unregister("incoming_failed")
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -146,14 +141,13 @@ class DuckDBStore:
         hi = events.column("dedup_hi")
         if hi.null_count == len(hi):
             return None
-        candidates = pa.table(
+        incoming_ids = pa.table(  # noqa: F841 - read by DuckDB
             {
                 "seq": pa.array(np.arange(events.num_rows, dtype=np.int64)),
                 "hi": hi,
                 "lo": events.column("dedup_lo"),
             }
         )
-        cur.register("incoming_ids", candidates)
         new_seqs = cur.execute(
             """
             WITH firsts AS (
@@ -167,7 +161,6 @@ class DuckDBStore:
             """,
             [_utcnow()],
         ).fetchnumpy()["seq"]
-        cur.unregister("incoming_ids")
         keep = np.asarray(hi.is_null().to_numpy(zero_copy_only=False), dtype=bool).copy()
         keep[np.asarray(new_seqs, dtype=np.int64)] = True
         return keep

@@ -11,9 +11,8 @@ from typing import Any
 import msgspec
 
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
-from tally.store.columns import to_ipc
 from tally.store.query import EventQuery
-from tally.store.wire import frame, read_frame
+from tally.store.wire import encode_batch, frame, read_frame
 
 
 class RemoteStore:
@@ -81,13 +80,7 @@ class RemoteStore:
         return await future
 
     async def append(self, batch: AppendBatch) -> AppendResult:
-        result = await self._call(
-            {
-                "op": "append",
-                "events": to_ipc(batch.events) if batch.events is not None else None,
-                "failed": to_ipc(batch.failed) if batch.failed is not None else None,
-            }
-        )
+        result = await self._call({"op": "append", "batch": encode_batch(batch)})
         return msgspec.convert(result, AppendResult)
 
     async def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]:

@@ -17,11 +17,9 @@ from typing import Any
 
 import msgspec
 
-from tally.sink import AppendBatch
-from tally.store.columns import from_ipc
 from tally.store.embedded import EmbeddedStore
 from tally.store.query import EventQuery
-from tally.store.wire import frame, read_frame
+from tally.store.wire import decode_batch, frame, read_frame
 
 log = logging.getLogger("tally.store")
 
@@ -74,11 +72,7 @@ class StoreServer:
     async def _dispatch(self, message: dict[str, Any]) -> Any:
         op = message["op"]
         if op == "append":
-            events, failed = message.get("events"), message.get("failed")
-            batch = AppendBatch(
-                events=from_ipc(events) if events else None,
-                failed=from_ipc(failed) if failed else None,
-            )
+            batch = decode_batch(message["batch"])
             result = await self.store.append(batch)
             return msgspec.to_builtins(result)
         if op == "fetch":

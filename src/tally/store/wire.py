@@ -8,10 +8,22 @@ from typing import Any
 
 import msgspec
 
+from tally.sink import AppendBatch
+
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
+_batch_decoder = msgspec.msgpack.Decoder(AppendBatch)
+
+
+def encode_batch(batch: AppendBatch) -> bytes:
+    """A batch travels as its own msgpack blob inside the frame, decoded with its type."""
+    return _encoder.encode(batch)
+
+
+def decode_batch(data: bytes) -> AppendBatch:
+    return _batch_decoder.decode(data)
 
 
 def frame(message: dict[str, Any]) -> bytes:
