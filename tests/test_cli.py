@@ -83,6 +83,9 @@ def test_migrate_explains_a_locked_store(tmp_path: Path) -> None:
         result = CliRunner().invoke(main, ["migrate", "--data", str(data)])
         assert result.exit_code == 1
         assert "in use" in result.output
+        result = CliRunner().invoke(main, ["serve", "--data", str(data), "--port", "0"])
+        assert result.exit_code == 1
+        assert "in use by another process" in result.output
     finally:
         holder.kill()
         holder.wait()

@@ -108,8 +108,15 @@ def serve(
         workers=workers or default_workers(),
         limits=limits,
     )
+    import duckdb
+
     try:
         run_server(settings)
+    except duckdb.IOException as exc:
+        raise click.ClickException(
+            f"the event store in {settings.data_dir} is in use by another process "
+            f"(another tally serve?): {exc}"
+        ) from exc
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"

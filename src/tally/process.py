@@ -16,9 +16,12 @@ import time
 _PR_SET_PDEATHSIG = 1
 
 
-def exit_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
-    """Ask the kernel to send ``sig`` when the parent dies; elsewhere, poll for it."""
-    parent = os.getppid()
+def exit_with_parent(parent: int, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Ask the kernel to send ``sig`` when ``parent`` dies; elsewhere, poll for it.
+
+    ``parent`` is the pid the supervisor passed down, not ``os.getppid()`` read here: if the
+    supervisor died while this process was still starting, we are already someone else's child.
+    """
     libc_name = ctypes.util.find_library("c")
     if libc_name:
         try:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tally.config import Settings
+from tally.process import exit_with_parent
 
 log = logging.getLogger("tally.serve")
 _spawn = multiprocessing.get_context("spawn")
@@ -89,12 +90,11 @@ def _run_single(settings: Settings, sock: socket.socket) -> None:
     server.run(sockets=[sock])
 
 
-def _worker_main(settings: Settings, sock: socket.socket, socket_path: Path) -> None:
+def _worker_main(
+    settings: Settings, sock: socket.socket, socket_path: Path, supervisor: int
+) -> None:
+    exit_with_parent(supervisor)
     import uvicorn
-
-    from tally.process import exit_with_parent
-
-    exit_with_parent()
 
     from tally.catalog import Catalog
     from tally.http.app import TallyApp
@@ -110,11 +110,9 @@ def _worker_main(settings: Settings, sock: socket.socket, socket_path: Path) -> 
     server.run(sockets=[sock])
 
 
-def _store_main(settings: Settings, socket_path: Path, ready: Any) -> None:
-    from tally.process import exit_with_parent
+def _store_main(settings: Settings, socket_path: Path, ready: Any, supervisor: int) -> None:
+    exit_with_parent(supervisor)
     from tally.store import server
-
-    exit_with_parent()
 
     server.run(
         settings.data_dir,
@@ -148,7 +146,7 @@ class Supervisor:
         ready = _spawn.Event()
         process = _spawn.Process(
             target=_store_main,
-            args=(self.settings, self.socket_path, ready),
+            args=(self.settings, self.socket_path, ready, os.getpid()),
             name="tally-store",
             daemon=False,
         )
@@ -163,7 +161,7 @@ class Supervisor:
     def start_worker(self) -> BaseProcess:
         process = _spawn.Process(
             target=_worker_main,
-            args=(self.settings, self.sock, self.socket_path),
+            args=(self.settings, self.sock, self.socket_path, os.getpid()),
             name="tally-http",
             daemon=False,
         )

@@ -239,12 +239,17 @@ class Server:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to every process of the group at once; no waiting."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, sig)
+
     def kill(self) -> None:
         """SIGKILL the whole process group (supervisor and every child) and reap the leader."""
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pgid, signal.SIGKILL)
+        self.signal_group(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
 
@@ -285,17 +290,24 @@ class Server:
         return child_pids(self.pid)
 
     def live_members(self) -> list[tuple[int, str]]:
+        """Live processes of this server's group (pid, command line); zombies are left out."""
         return live_group_members(self.pgid)
 
-    def wait_children_started(self, count: int, timeout: float = READY_TIMEOUT) -> list[int]:
-        """Wait until ``count`` spawned children have loaded pyarrow; returns their pids.
+    def wait_gone(self, timeout: float) -> list[tuple[int, str]]:
+        """Wait until no process of the group is alive; returns those still alive at timeout."""
+        return wait_group_gone(self.pgid, timeout)
 
-        A spawned Tally child (store or HTTP worker) imports pyarrow only after its start-up code
-        has run, so this tells a fully started child from one still booting.
+    def wait_children_started(self, count: int, timeout: float = READY_TIMEOUT) -> list[int]:
+        """Wait until ``count`` children run an event loop (uvloop is loaded); returns their pids.
+
+        The store process and the HTTP workers load uvloop only when their event loop starts,
+        after their start-up code (which includes asking to die with the supervisor), so this
+        tells a child that is serving from one that is still booting. The multiprocessing
+        resource tracker never loads it.
         """
         deadline = time.monotonic() + timeout
         while True:
-            started = [pid for pid in self.children() if _has_loaded(pid, "pyarrow")]
+            started = [pid for pid in self.children() if _has_loaded(pid, "uvloop")]
             if len(started) >= count:
                 return started
             if time.monotonic() >= deadline:
