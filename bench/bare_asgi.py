@@ -67,6 +67,8 @@ async def app(scope: Message, receive: Receive, send: Send) -> None:
 def main() -> None:
     import uvicorn
 
+    from tally.serve import UVICORN_OPTIONS
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
@@ -77,13 +79,7 @@ def main() -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        timeout_keep_alive=30,
-        timeout_graceful_shutdown=10,
+        **UVICORN_OPTIONS,
     )
 
 

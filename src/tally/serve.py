@@ -28,21 +28,22 @@ log = logging.getLogger("tally.serve")
 _spawn = multiprocessing.get_context("spawn")
 
 
+UVICORN_OPTIONS: dict[str, Any] = {
+    "loop": "uvloop",
+    "http": "httptools",
+    "lifespan": "on",
+    "access_log": False,
+    "log_level": "warning",
+    "timeout_keep_alive": 30,
+    "timeout_graceful_shutdown": 10,
+}
+"""The server stack's settings; bench/ serves its bare-ASGI ceiling with the same ones."""
+
+
 def _uvicorn_config(app: object, settings: Settings):  # type: ignore[no-untyped-def]
     import uvicorn
 
-    return uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        timeout_keep_alive=30,
-        timeout_graceful_shutdown=10,
-    )
+    return uvicorn.Config(app, host=settings.host, port=settings.port, **UVICORN_OPTIONS)
 
 
 def prepare(settings: Settings) -> list[str]:

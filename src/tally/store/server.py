@@ -36,6 +36,7 @@ class StoreServer:
         self.store = store
         self.socket_path = socket_path
         self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -44,6 +45,10 @@ class StoreServer:
         os.chmod(self.socket_path, 0o600)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        self._connections.add(current)
+        current.add_done_callback(self._connections.discard)
         tasks: set[asyncio.Task[None]] = set()
         try:
             while True:
@@ -51,7 +56,7 @@ class StoreServer:
                 task = asyncio.create_task(self._handle(message, writer))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             if tasks:
@@ -83,9 +88,17 @@ class StoreServer:
             return "pong"
         raise ValueError(f"unknown operation {op!r}")
 
-    async def close(self) -> None:
+    async def close(self, drain_timeout: float = 15.0) -> None:
+        """Stop taking connections, let connected workers finish (they disconnect as they exit),
+        then commit what is queued and close the store."""
         if self._server is not None:
             self._server.close()
+        if self._connections:
+            _, still_open = await asyncio.wait(set(self._connections), timeout=drain_timeout)
+            for task in still_open:
+                task.cancel()
+            await asyncio.gather(*still_open, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
         await self.store.close()
 

@@ -1,0 +1,648 @@
+"""Ingest benchmark: Tally's ``POST /api/v1/events`` against a bare ASGI ceiling, driven by wrk.
+
+Every scenario gets its own server process (and, for Tally, a fresh data folder) on a free port,
+a short warm-up, then a measured wrk run. All scenarios run in one go so that their ratios are
+comparable on a noisy machine. The results are printed and written to the "Ingest (native API)"
+section of BENCHMARKS.md. Run it with ``bench/run`` (see bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+SECTION = "## Ingest (native API)"
+INGEST_PATH = "/api/v1/events"
+OTHER_LOAD_LIMIT = 0.25
+"""Cores other processes may use during a measured run before its figures are flagged."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    server: str  # "bare" or "tally"
+    events: int
+    ids: bool = False
+
+
+SCENARIOS = (
+    Scenario("bare ASGI, 1 event", "bare", 1),
+    Scenario("Tally, 1 event", "tally", 1),
+    Scenario("Tally, 100 events", "tally", 100),
+    Scenario("Tally, 100 events + unique ids", "tally", 100, ids=True),
+)
+
+
+@dataclass
+class Options:
+    seconds: float
+    warmup: float
+    connections: int
+    threads: int
+    workers: list[int]
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: dict[str, int]
+
+
+@dataclass
+class Result:
+    workers: int
+    scenario: Scenario
+    wrk: WrkResult | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Deltas of Tally's Prometheus series over the measured run."""
+    cpu_seconds: float = 0.0
+    """CPU time the server's processes used during the measured run."""
+    other_cores: float = 0.0
+    """Cores busy with neither the server nor wrk during the measured run (incl. VM steal)."""
+    error: str | None = None
+    server_log: str = ""
+    """Server stderr while it was serving, minus the expected migration notes: flags the run."""
+    shutdown_log: str = ""
+    """Server stderr written after the driver sent SIGTERM: reported, but does not flag the run."""
+
+    @property
+    def events_per_s(self) -> float:
+        assert self.wrk is not None
+        ok_share = 1 - self.wrk.non_2xx / self.wrk.requests if self.wrk.requests else 0
+        return self.wrk.rps * ok_share * self.scenario.events
+
+    def flags(self) -> list[str]:
+        """Everything that makes this run's figures suspect; the report shows them all."""
+        found = []
+        if self.error:
+            found.append(f"failed: {self.error}")
+        if self.wrk:
+            if self.wrk.non_2xx:
+                found.append(f"{self.wrk.non_2xx} non-2xx responses")
+            found += [f"socket {k} errors: {v}" for k, v in self.wrk.socket_errors.items() if v]
+        if self.wrk and self.metrics:
+            acknowledged = (self.wrk.requests - self.wrk.non_2xx) * self.scenario.events
+            if self.metrics.get("accepted", 0) < acknowledged:
+                found.append(
+                    f"server counted {self.metrics['accepted']:.0f} accepted events, "
+                    f"fewer than the {acknowledged} acknowledged"
+                )
+            for key in ("duplicates", "rejected"):
+                if self.metrics.get(key):
+                    found.append(f"{self.metrics[key]:.0f} {key}")
+        if self.server_log:
+            found.append("server wrote to stderr while serving")
+        if self.other_cores > OTHER_LOAD_LIMIT:
+            found.append(f"other processes kept {self.other_cores:.2f} cores busy")
+        return found
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], base_url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before it was ready")
+        with contextlib.suppress(OSError):
+            if http_get(f"{base_url}/readyz")[0] == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"server not ready after {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's whole process group, wait, and SIGKILL whatever is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # children may outlive the leader for a moment
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@dataclass
+class ServerLog:
+    """A server's stderr file, split where the driver sent SIGTERM, so that shutdown noise can be
+    told apart from errors while serving."""
+
+    path: Path
+    served_bytes: int | None = None
+
+    def split(self) -> tuple[str, str]:
+        if not self.path.exists():
+            return "", ""
+        text = self.path.read_bytes()
+        cut = len(text) if self.served_bytes is None else self.served_bytes
+        return unexpected_stderr(text[:cut]), unexpected_stderr(text[cut:])
+
+
+@contextlib.contextmanager
+def running(cmd: list[str], log: ServerLog, base_url: str) -> Iterator[int]:
+    """Start a server in its own session, wait for /readyz, yield its process group id, and
+    always stop it afterwards."""
+    with open(log.path, "wb") as err:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+        )
+    try:
+        wait_ready(proc, base_url)
+        yield proc.pid
+    finally:
+        log.served_bytes = log.path.stat().st_size
+        stop(proc)
+
+
+def server_command(scenario: Scenario, workers: int, port: int, data_dir: Path) -> list[str]:
+    if scenario.server == "bare":
+        module = ["-m", "bench.bare_asgi"]
+    else:
+        module = ["-m", "tally", "serve", "--data", str(data_dir), "--host", "127.0.0.1"]
+    return [sys.executable, *module, "--port", str(port), "--workers", str(workers)]
+
+
+def create_app(data_dir: Path) -> str:
+    cmd = [sys.executable, "-m", "tally", "apps", "create", "bench", "--json"]
+    out = subprocess.run(
+        [*cmd, "--data", str(data_dir)], check=True, capture_output=True, cwd=ROOT
+    ).stdout
+    return json.loads(out)["app_key"]
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of every live process in a process group, from /proc."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == pgid:
+                total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent busy (or stolen by the hypervisor) since boot, from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def unexpected_stderr(text: bytes) -> str:
+    lines = text.decode(errors="replace").splitlines()
+    return "\n".join(line for line in lines if not line.startswith("migrated "))
+
+
+# --- wrk -------------------------------------------------------------------------------------
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_TIME = r"([\d.]+)(us|ms|s|m|h)"
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * _UNITS_MS[unit]
+
+
+def parse_wrk(text: str) -> WrkResult:
+    """Read wrk's ``--latency`` report."""
+
+    def find(pattern: str) -> re.Match[str]:
+        match = re.search(pattern, text, re.MULTILINE)
+        if match is None:
+            raise RuntimeError(f"wrk output has no match for {pattern!r}:\n{text}")
+        return match
+
+    total = find(rf"(\d+) requests in {_TIME}")
+    p50, p99 = find(rf"^\s+50%\s+{_TIME}"), find(rf"^\s+99%\s+{_TIME}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    return WrkResult(
+        requests=int(total[1]),
+        seconds=_ms(total[2], total[3]) / 1000,
+        rps=float(find(r"Requests/sec:\s+([\d.]+)")[1]),
+        p50_ms=_ms(p50[1], p50[2]),
+        p99_ms=_ms(p99[1], p99[2]),
+        non_2xx=int(non_2xx[1]) if non_2xx else 0,
+        socket_errors=dict(
+            zip(("connect", "read", "write", "timeout"), map(int, sockets.groups()), strict=True)
+        )
+        if sockets
+        else {},
+    )
+
+
+def run_wrk(url: str, scenario: Scenario, app_key: str, seconds: float, args: Options) -> WrkResult:
+    script = BENCH / ("events_with_ids.lua" if scenario.ids else "events.lua")
+    script_args = [app_key, str(scenario.events)] + ([secrets.token_hex(4)] if scenario.ids else [])
+    cmd = ["wrk", "--latency", "--timeout", "10s", f"-t{args.threads}", f"-c{args.connections}"]
+    cmd += [f"-d{seconds:g}s", "-s", str(script), url, "--", *script_args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk exited with {done.returncode}: {done.stderr or done.stdout}")
+    return parse_wrk(done.stdout)
+
+
+# --- Tally's own counters --------------------------------------------------------------------
+
+_SERIES = {
+    "tally_store_commit_requests_count": "commits",
+    "tally_store_commit_requests_sum": "committed_requests",
+    "tally_store_commit_seconds_sum": "commit_seconds",
+    "tally_events_accepted_total": "accepted",
+    "tally_events_duplicate_total": "duplicates",
+    "tally_requests_rejected_total": "rejected",
+}
+_FAST_COMMITS = 'tally_store_commit_seconds_bucket{le="0.25"}'
+
+
+def scrape(base_url: str) -> dict[str, float]:
+    """The series in _SERIES from /metrics, summed over their labels, and how many commits took
+    at most 250 ms."""
+    text = http_get(f"{base_url}/metrics", timeout=10)[1].decode()
+    totals = dict.fromkeys([*_SERIES.values(), "fast_commits"], 0.0)
+    for line in text.splitlines():
+        name = re.split(r"[{ ]", line, maxsplit=1)[0]
+        if name in _SERIES:
+            totals[_SERIES[name]] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith(_FAST_COMMITS):
+            totals["fast_commits"] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+# --- one scenario ----------------------------------------------------------------------------
+
+
+def run_scenario(scenario: Scenario, workers: int, scratch: Path, args: Options) -> Result:
+    result = Result(workers, scenario)
+    slug = f"w{workers}-{scenario.server}-{scenario.events}{'-ids' if scenario.ids else ''}"
+    data_dir, log = scratch / slug, ServerLog(scratch / f"{slug}.stderr")
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    tally = scenario.server == "tally"
+    try:
+        app_key = create_app(data_dir) if tally else "none"
+        with running(server_command(scenario, workers, port, data_dir), log, base_url) as pgid:
+            url = base_url + INGEST_PATH
+            run_wrk(url, scenario, app_key, args.warmup, args)
+            time.sleep(0.5)  # let requests cut off by the warm-up's end finish committing
+            before = scrape(base_url) if tally else {}
+            server_cpu, busy, wrk_cpu = (
+                group_cpu_seconds(pgid),
+                machine_busy_seconds(),
+                children_cpu_seconds(),
+            )
+            result.wrk = run_wrk(url, scenario, app_key, args.seconds, args)
+            result.cpu_seconds = group_cpu_seconds(pgid) - server_cpu
+            wrk_cpu = children_cpu_seconds() - wrk_cpu
+            other = machine_busy_seconds() - busy - result.cpu_seconds - wrk_cpu
+            result.other_cores = max(other, 0.0) / result.wrk.seconds
+            time.sleep(0.5)
+            if tally:
+                after = scrape(base_url)
+                result.metrics = {k: after[k] - before[k] for k in after}
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    result.server_log, result.shutdown_log = log.split()
+    return result
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def _fmt_ms(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.2f} ms"
+
+
+def _bare(results: list[Result], workers: int) -> Result | None:
+    for r in results:
+        if r.workers == workers and r.scenario.server == "bare" and r.wrk:
+            return r
+    return None
+
+
+def table(results: list[Result]) -> str:
+    head = (
+        "| workers | scenario | req/s | events/s | p50 | p99 | vs bare | server cores "
+        "| CPU µs/req | req/commit | commit ms | problems |"
+    )
+    rows = [head, "|" + "---|" * 12]
+    for r in results:
+        if r.wrk is None:
+            rows.append(f"| {r.workers} | {r.scenario.name} |" + " — |" * 9 + " **FAILED** |")
+            continue
+        w, m = r.wrk, r.metrics
+        bare = _bare(results, r.workers)
+        ratio = (
+            f"{w.rps / bare.wrk.rps:.0%}"
+            if bare and bare.wrk and r.scenario.server == "tally" and r.scenario.events == 1
+            else "—"
+        )
+        commits = m.get("commits", 0)
+        per_commit = f"{m['committed_requests'] / commits:.1f}" if commits else "—"
+        commit_ms = f"{m['commit_seconds'] / commits * 1000:.1f}" if commits else "—"
+        flags = r.flags()
+        problems = "**FLAGGED:** " + "; ".join(flags) if flags else "none"
+        rows.append(
+            f"| {r.workers} | {r.scenario.name} | {w.rps:,.0f} | {r.events_per_s:,.0f} "
+            f"| {_fmt_ms(w.p50_ms)} | {_fmt_ms(w.p99_ms)} | {ratio} "
+            f"| {r.cpu_seconds / w.seconds:.2f} | {_cpu_us(r):,.0f} "
+            f"| {per_commit} "
+            f"| {commit_ms} | {problems} |"
+        )
+    return "\n".join(rows)
+
+
+def _find(results: list[Result], workers: int, events: int, ids: bool) -> Result | None:
+    for r in results:
+        s = r.scenario
+        if (r.workers, s.server, s.events, s.ids) == (workers, "tally", events, ids) and r.wrk:
+            return r
+    return None
+
+
+def _cpu_us(r: Result) -> float:
+    assert r.wrk is not None
+    return r.cpu_seconds / max(r.wrk.requests, 1) * 1e6
+
+
+def _per_commit(r: Result) -> str:
+    commits = r.metrics.get("commits", 0)
+    if not commits:
+        return "no commits"
+    return (
+        f"{r.metrics['committed_requests'] / commits:.1f} requests per commit, "
+        f"{r.metrics['commit_seconds'] / commits * 1000:.0f} ms each"
+    )
+
+
+def observations(results: list[Result], args: Options) -> list[str]:
+    """A few lines read off the figures, so that a rerun refreshes them along with the table."""
+    lines = []
+    for w in args.workers:
+        bare, single = _bare(results, w), _find(results, w, 1, False)
+        if bare and bare.wrk and single and single.wrk:
+            lines.append(
+                f"{w} worker(s): Tally serves single-event requests at "
+                f"{single.wrk.rps / bare.wrk.rps:.0%} of the bare ASGI ceiling "
+                f"({single.wrk.rps:,.0f} vs {bare.wrk.rps:,.0f} req/s); it spends "
+                f"{_cpu_us(single):,.0f} µs of server CPU per request against "
+                f"{_cpu_us(bare):,.0f} µs for the bare app. Group commit: {_per_commit(single)} "
+                f"(at most {args.connections} requests can be waiting at once)."
+            )
+    tally = [r for r in results if r.wrk and r.scenario.server == "tally"]
+    if tally:
+        top = max(tally, key=lambda r: r.events_per_s)
+        single = _find(results, top.workers, 1, False)
+        versus = f" against {single.events_per_s:,.0f} for single events" if single else ""
+        lines.append(
+            f"Batching in the request is what buys throughput: best {top.events_per_s:,.0f} "
+            f"events/s ({top.scenario.name}, {top.workers} worker(s)){versus}."
+        )
+    for w in args.workers:
+        plain, ids = _find(results, w, 100, False), _find(results, w, 100, True)
+        if plain and ids:
+            lines.append(
+                f"Unique event ids (dedup index), {w} worker(s): {ids.events_per_s:,.0f} vs "
+                f"{plain.events_per_s:,.0f} events/s without ids "
+                f"({ids.events_per_s / plain.events_per_s - 1:+.0%}); {_per_commit(ids)} vs "
+                f"{_per_commit(plain)}."
+            )
+    slow = [
+        f"{r.metrics['commits'] - r.metrics['fast_commits']:.0f} of {r.metrics['commits']:.0f} "
+        f"({r.workers} worker(s), {r.scenario.name})"
+        for r in results
+        if r.metrics.get("commits", 0) > r.metrics.get("fast_commits", 0)
+    ]
+    if slow:
+        lines.append(
+            "Commits over 250 ms (the likely source of the p99 tail; DuckDB checkpointing its WAL "
+            "is the probable cause): " + ", ".join(slow) + "."
+        )
+    cores, most = os.cpu_count() or 1, max(args.workers)
+    crowded = (
+        f"; with {most} HTTP workers plus Tally's store process there are more busy "
+        "processes than cores"
+        if most > 1 and most + 1 > cores
+        else ""
+    )
+    lines.append(
+        f"wrk (-t{args.threads} -c{args.connections}) runs on the same {cores} cores as the "
+        f"server, so every figure is below what the server alone would reach{crowded}."
+    )
+    return lines
+
+
+def machine() -> list[str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    meminfo = Path("/proc/meminfo").read_text()
+    mem_kb = re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.MULTILINE)
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
+    return [
+        f"- Machine: {os.cpu_count()} CPUs ({model[1] if model else 'unknown CPU'}), "
+        f"{int(mem_kb[1]) / 1024**2:.1f} GiB RAM, Linux {platform.release()}"
+        if mem_kb
+        else f"- Machine: {os.cpu_count()} CPUs, Linux {platform.release()}",
+        f"- Software: Python {platform.python_version()}, duckdb {version('duckdb')}, "
+        f"uvicorn {version('uvicorn')}, uvloop {version('uvloop')}, "
+        f"httptools {version('httptools')}, {wrk.strip()}",
+    ]
+
+
+def code_version() -> str:
+    """The commit measured, and whether src/ differed from it (it may change under a run)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    diff = git("diff", "HEAD", "--", "src") + git("status", "--porcelain", "--", "src")
+    if not diff:
+        return commit
+    digest = hashlib.sha1(diff.encode()).hexdigest()[:8]
+    return f"{commit} + uncommitted changes in src/ (digest {digest})"
+
+
+def section(results: list[Result], args: Options, command: str, code: tuple[str, str]) -> str:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        SECTION,
+        "",
+        f"- Date: {now}",
+        *machine(),
+        f"- Code: {code[0]}"
+        + ("" if code[0] == code[1] else f" at the start, {code[1]} at the end: src/ changed"),
+        f"- Command: `{command}`",
+        "- Each row: a fresh server on a free port (Tally: with a fresh data folder), "
+        f"{args.warmup:g} s warm-up, then {args.seconds:g} s of "
+        f"`wrk -t{args.threads} -c{args.connections}` POSTing to `{INGEST_PATH}`. "
+        "Tally answers only after the events are committed to DuckDB.",
+        "- vs bare: Tally single-event req/s over bare ASGI req/s with the same worker count. "
+        "server cores: CPU time of the server's processes over the measured run, divided by "
+        "its length; CPU µs/req: that CPU time per request. req/commit and commit ms: "
+        "Tally's group-commit metrics (`/metrics`) over the measured run. A run is flagged "
+        f"when other processes kept more than {OTHER_LOAD_LIMIT} cores busy during it.",
+        "",
+        table(results),
+        "",
+        "Observations:",
+        "",
+        *(f"- {line}" for line in observations(results, args)),
+    ]
+    return "\n".join(lines + server_errors(results)).rstrip("\n") + "\n"
+
+
+def server_errors(results: list[Result]) -> list[str]:
+    """Failures and server stderr, each distinct text shown once (last 20 lines)."""
+    problems = [r for r in results if r.server_log or r.error or r.shutdown_log]
+    lines = ["", "Server errors and stderr:", ""] if problems else []
+    if any(r.shutdown_log for r in problems):
+        lines += [
+            "Output after SIGTERM comes from stopping the whole process group at once (the "
+            "store process gets SIGTERM together with the HTTP workers); it does not flag the "
+            "figures.",
+            "",
+        ]
+    shown: dict[str, str] = {}
+    for r in problems:
+        name = f"{r.workers} worker(s), {r.scenario.name}"
+        lines.append(f"- {name}: {r.error}" if r.error else f"- {name}")
+        for when, log in (("while serving", r.server_log), ("after SIGTERM", r.shutdown_log)):
+            if not log:
+                continue
+            key = re.sub(r"0x[0-9a-f]+", "0x?", log)
+            if key in shown:
+                lines += ["", f"  {when}: the same as for {shown[key]}", ""]
+                continue
+            shown[key] = name
+            lines += ["", f"  {when}:", "", "  ```"]
+            lines += [f"  {x}" for x in log.splitlines()[-20:]] + ["  ```", ""]
+    return lines
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replace the Ingest section of BENCHMARKS.md (or add it), keeping every other section."""
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if not old.lstrip().startswith("# Benchmarks"):
+        old = "# Benchmarks\n\n" + old
+    start = old.find(SECTION)
+    if start < 0:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        end = old.find("\n## ", start + len(SECTION))
+        rest = old[end + 1 :] if end >= 0 else ""
+        new = old[:start] + text + ("\n" + rest if rest else "")
+    path.write_text(new)
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> Options:
+    parser = argparse.ArgumentParser(description="Tally ingest benchmark (see bench/README.md).")
+    parser.add_argument("--duration", type=float, default=15, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per run")
+    parser.add_argument("--connections", "-c", type=int, default=32)
+    parser.add_argument("--threads", "-t", type=int, default=1, help="wrk threads")
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--quick", action="store_true", help="5 s runs, 1 s warm-up")
+    ns = parser.parse_args(argv)
+    if ns.quick:
+        ns.duration, ns.warmup = 5, 1
+    workers = [int(w) for w in ns.workers.split(",")]
+    return Options(ns.duration, ns.warmup, ns.connections, ns.threads, workers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed; bench/run installs it (apt-get install wrk)", file=sys.stderr)
+        return 2
+    entry = os.environ.get("TALLY_BENCH_ENTRY", f"{sys.executable} -m bench.ingest")
+    command = " ".join([entry, *map(shlex.quote, argv)])
+    results: list[Result] = []
+    code_at_start = code_version()
+    with tempfile.TemporaryDirectory(prefix="tally-bench-") as scratch:
+        for workers in args.workers:
+            for scenario in SCENARIOS:
+                print(f"-> {workers} worker(s): {scenario.name} ...", flush=True)
+                result = run_scenario(scenario, workers, Path(scratch), args)
+                results.append(result)
+                for flag in result.flags():
+                    print(f"   FLAGGED: {flag}", flush=True)
+                if result.server_log:
+                    print(f"   server stderr while serving:\n{result.server_log}", flush=True)
+                if result.shutdown_log:
+                    print(f"   server stderr after SIGTERM:\n{result.shutdown_log}", flush=True)
+    code = (code_at_start, code_version())
+    text = section(results, args, command, code)
+    print()
+    print(text)
+    write_section(ROOT / "BENCHMARKS.md", text)
+    print(f"wrote {ROOT / 'BENCHMARKS.md'}")
+    if code[0] != code[1]:
+        print("WARNING: src/ changed during the run; the figures mix code versions")
+    return 1 if any(r.flags() for r in results) or code[0] != code[1] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
