@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -87,7 +87,9 @@ async def ingest_request(scope: Scope, receive: Receive, limit: int) -> IngestRe
     return request
 
 
-async def send_reply(send: Send, reply: Reply, extra_headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+async def send_reply(
+    send: Send, reply: Reply, extra_headers: Sequence[tuple[str, str]] = ()
+) -> None:
     headers = [
         (b"content-type", reply.content_type.encode()),
         (b"content-length", str(len(reply.body)).encode()),
