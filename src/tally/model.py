@@ -78,6 +78,8 @@ class Event(msgspec.Struct, kw_only=True):
     referrer: str | None = None
     locale: str | None = None
     timezone: str | None = None
+    internal: bool = False
+    """An SDK's own bookkeeping event (Countly ``[CLY]_`` keys), kept but apart from user events."""
     payload: bytes = b""
     """The item exactly as received, kept for the failed-event record."""
 

@@ -39,17 +39,30 @@ Credentials = AppKey | ApiCredentials
 
 
 class DecodedRequest(msgspec.Struct, kw_only=True):
+    """One app's share of a request (a request is usually one part; a Countly bulk, several)."""
+
     credentials: Credentials | None
     events: list[Event]
     errors: list[tuple[Event, Drop]] = msgspec.field(default_factory=list)
     """Items that could not be decoded at all, with why; they become failed events."""
     sent_at: datetime | None = None
     user_agent: str | None = None
+    ip: str | None = None
+    """A client address the protocol states explicitly (overrides the connection's)."""
+
+
+class DecodedBatch(msgspec.Struct, kw_only=True):
+    parts: list[DecodedRequest]
+    skip_unknown_apps: bool = False
+    """Store what belongs to known apps and skip parts naming no app (Countly's bulk rule),
+    instead of refusing the request."""
 
 
 class IngestOutcome(msgspec.Struct, kw_only=True):
     result: AppendResult
     rejected: list[Rejection]
+    events: int
+    """Events the request carried (accepted, duplicate or rejected)."""
 
 
 class Reply(msgspec.Struct, kw_only=True):
@@ -79,12 +92,19 @@ class RequestError(Exception):
 
 class Adapter(Protocol):
     protocol: str
+    methods: tuple[str, ...]
+    """HTTP methods that carry data (OPTIONS is answered for CORS on every endpoint)."""
+    cors_headers: list[tuple[str, str]]
 
     def credentials(self, request: IngestRequest) -> Credentials | None:
         """Credentials readable without the body (headers, query string), if any."""
         ...
 
-    def decode(self, request: IngestRequest) -> DecodedRequest: ...
+    def decode(self, request: IngestRequest) -> DecodedBatch: ...
+
+    def preflight(self) -> Reply:
+        """The reply to an OPTIONS request (sent with ``cors_headers``)."""
+        ...
 
     def encode(self, outcome: IngestOutcome) -> Reply: ...
 

@@ -9,6 +9,7 @@ import msgspec
 from tally.adapters.base import (
     AppKey,
     Credentials,
+    DecodedBatch,
     DecodedRequest,
     IngestOutcome,
     IngestRequest,
@@ -96,12 +97,19 @@ def error_reply(error: RequestError) -> Reply:
 
 class NativeAdapter:
     protocol = PROTOCOL
+    methods = ("POST",)
+    cors_headers = [
+        ("access-control-allow-origin", "*"),
+        ("access-control-allow-methods", "POST, OPTIONS"),
+        ("access-control-allow-headers", "content-type, x-tally-key, authorization"),
+        ("access-control-max-age", "86400"),
+    ]
 
     def credentials(self, request: IngestRequest) -> Credentials | None:
         key = request.headers.get(KEY_HEADER)
         return AppKey(key) if key else None
 
-    def decode(self, request: IngestRequest) -> DecodedRequest:
+    def decode(self, request: IngestRequest) -> DecodedBatch:
         try:
             envelope = _envelope.decode(request.body)
         except msgspec.ValidationError as exc:
@@ -151,9 +159,13 @@ class NativeAdapter:
                     payload=payload,
                 )
             )
-        return DecodedRequest(
+        part = DecodedRequest(
             credentials=credentials, events=events, errors=errors, sent_at=sent_at
         )
+        return DecodedBatch(parts=[part])
+
+    def preflight(self) -> Reply:
+        return Reply(status=204, body=b"")
 
     def encode(self, outcome: IngestOutcome) -> Reply:
         rejected = [RejectedItem(r.index, r.code, r.message) for r in outcome.rejected]

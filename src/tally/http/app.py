@@ -11,9 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tally.adapters.countly import CountlyAdapter, CountlyBulkAdapter
 from tally.adapters.native import NativeAdapter
 from tally.http import ops, read
 from tally.http.asgi import Receive, Scope, Send
+from tally.http.countly_sdk import CountlySdkEndpoint
 from tally.http.errors import http_exception, unexpected
 from tally.http.ingest import IngestEndpoint
 from tally.http.openapi import openapi_document
@@ -31,6 +33,9 @@ class TallyApp:
         self.services = services
         self.ingest = {
             "/api/v1/events": IngestEndpoint(NativeAdapter(), services),
+            "/i": IngestEndpoint(CountlyAdapter(), services),
+            "/i/bulk": IngestEndpoint(CountlyBulkAdapter(), services),
+            "/o/sdk": CountlySdkEndpoint(services),
         }
 
         @contextlib.asynccontextmanager

@@ -7,24 +7,19 @@ durable append happen here, once.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import UTC, datetime
 
 from tally import metrics
-from tally.adapters.base import Adapter, IngestOutcome, Reply, RequestError
+from tally.adapters.base import Adapter, DecodedRequest, IngestOutcome, Reply, RequestError
 from tally.catalog import App
 from tally.http.asgi import Receive, Scope, Send, ingest_request, send_reply
 from tally.http.services import Services
 from tally.model import DropReason, FailedEvent
-from tally.pipeline import RequestContext
+from tally.pipeline import Rejection, RequestContext
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
 from tally.store.columns import event_rows, failed_rows
 
-CORS_HEADERS = [
-    ("access-control-allow-origin", "*"),
-    ("access-control-allow-methods", "POST, OPTIONS"),
-    ("access-control-allow-headers", "content-type, x-tally-key, authorization"),
-    ("access-control-max-age", "86400"),
-]
 _EMPTY = AppendResult(accepted=0, duplicates=0)
 log = logging.getLogger("tally.ingest")
 
@@ -32,23 +27,24 @@ log = logging.getLogger("tally.ingest")
 class IngestEndpoint:
     """A raw ASGI endpoint for one protocol adapter."""
 
-    def __init__(self, adapter: Adapter, services: Services, methods: tuple[str, ...] = ("POST",)):
+    def __init__(self, adapter: Adapter, services: Services):
         self.adapter = adapter
         self.services = services
-        self.methods = methods
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
+        cors = self.adapter.cors_headers
         if method == "OPTIONS":
-            await send_reply(send, Reply(status=204, body=b""), CORS_HEADERS)
+            await send_reply(send, self.adapter.preflight(), cors)
             return
         try:
-            if method not in self.methods:
+            if method not in self.adapter.methods:
+                allowed = ", ".join((*self.adapter.methods, "OPTIONS"))
                 raise RequestError(
                     405,
                     "method_not_allowed",
-                    f"{method} is not allowed here; use {', '.join(self.methods)}",
-                    headers=[("allow", ", ".join((*self.methods, "OPTIONS")))],
+                    f"{method} is not allowed here; use {allowed}",
+                    headers=[("allow", allowed)],
                 )
             reply = await self._ingest(scope, receive)
         except ConnectionAbortedError:
@@ -73,11 +69,12 @@ class IngestEndpoint:
                     500, "internal_error", "an unexpected error occurred; see the server log"
                 )
             )
-        await send_reply(send, reply, CORS_HEADERS)
+        await send_reply(send, reply, cors)
 
     async def _ingest(self, scope: Scope, receive: Receive) -> Reply:
         services = self.services
         limits = services.limits
+        protocol = self.adapter.protocol
         request = await ingest_request(scope, receive, limits.max_body_bytes)
         received_at = datetime.now(UTC)
         try:
@@ -86,47 +83,68 @@ class IngestEndpoint:
             # The body is unreadable; if the headers name an app, keep the request for that app.
             early = self.adapter.credentials(request)
             app = await services.resolver.resolve(early) if early else None
-            if app is not None:
+            if app is not None and error.status >= 400:
                 await self._keep_failed_request(app, received_at, request.body, error)
             raise
-        if decoded.credentials is None:
-            raise RequestError(401, "missing_app_key", "no app key was given")
-        app = await services.resolver.resolve(decoded.credentials)
-        if app is None:
-            raise RequestError(401, "unknown_app_key", "no app has this key")
-        total = len(decoded.events) + len(decoded.errors)
+
+        parts: list[tuple[App, DecodedRequest]] = []
+        for part in decoded.parts:
+            app = await self._app_of(part, skip_unknown=decoded.skip_unknown_apps)
+            if app is not None:
+                parts.append((app, part))
+        total = sum(len(p.events) + len(p.errors) for _, p in parts)
         if total > limits.max_events_per_request:
             error = RequestError(
                 413,
                 DropReason.TOO_MANY_EVENTS.value,
                 f"the request has {total} events; the limit is {limits.max_events_per_request}",
             )
-            await self._keep_failed_request(app, received_at, request.body, error)
+            for app in {app.id: app for app, _ in parts}.values():
+                await self._keep_failed_request(app, received_at, request.body, error)
             raise error
-        metrics.REQUEST_EVENTS.labels(self.adapter.protocol).observe(total)
+        metrics.REQUEST_EVENTS.labels(protocol).observe(total)
 
-        ctx = RequestContext(
-            app=app,
-            protocol=self.adapter.protocol,
-            received_at=received_at,
-            limits=limits,
-            ip=request.client_ip,
-            user_agent=decoded.user_agent or request.headers.get("user-agent"),
-            sent_at=decoded.sent_at,
-        )
-        outcome = services.pipeline.run(decoded.events, ctx, decoded.errors)
-        batch = AppendBatch(
-            events=event_rows(app.id, outcome.accepted), failed=failed_rows(outcome.failed)
-        )
+        rows: list[tuple] = []
+        failed: list[tuple] = []
+        rejected: list[Rejection] = []
+        drops: Counter[DropReason] = Counter()
+        for app, part in parts:
+            ctx = RequestContext(
+                app=app,
+                protocol=protocol,
+                received_at=received_at,
+                limits=limits,
+                ip=part.ip or request.client_ip,
+                user_agent=part.user_agent or request.headers.get("user-agent"),
+                sent_at=part.sent_at,
+            )
+            outcome = services.pipeline.run(part.events, ctx, part.errors)
+            rows.extend(event_rows(app.id, outcome.accepted))
+            failed.extend(failed_rows(outcome.failed))
+            rejected.extend(outcome.rejected)
+            drops.update(outcome.drop_counts)
+        batch = AppendBatch(events=rows, failed=failed)
         result = await services.store.append(batch) if batch.rows else _EMPTY
-        protocol = self.adapter.protocol
         if result.accepted:
             metrics.EVENTS_ACCEPTED.labels(protocol).inc(result.accepted)
         if result.duplicates:
             metrics.EVENTS_DUPLICATE.labels(protocol).inc(result.duplicates)
-        for reason, count in outcome.drop_counts.items():
+        for reason, count in drops.items():
             metrics.EVENTS_DROPPED.labels(protocol, reason.value).inc(count)
-        return self.adapter.encode(IngestOutcome(result=result, rejected=outcome.rejected))
+        return self.adapter.encode(IngestOutcome(result=result, rejected=rejected, events=total))
+
+    async def _app_of(self, part: DecodedRequest, *, skip_unknown: bool) -> App | None:
+        if part.credentials is None:
+            if skip_unknown:
+                return None
+            raise RequestError(401, "missing_app_key", "no app key was given")
+        app = await self.services.resolver.resolve(part.credentials)
+        if app is None:
+            if skip_unknown:
+                metrics.REQUESTS_REJECTED.labels(self.adapter.protocol, "unknown_app_key").inc()
+                return None
+            raise RequestError(401, "unknown_app_key", "no app has this key")
+        return app
 
     async def _keep_failed_request(
         self, app: App, received_at: datetime, body: bytes, error: RequestError

@@ -45,6 +45,7 @@ class StoredEvent(msgspec.Struct):
     properties: dict[str, Any]
     undefined_properties: list[str]
     protocol: str
+    internal: bool
     sdk: SdkInfo
     context: EventContext
 
@@ -65,6 +66,68 @@ def _error(description: str) -> dict[str, Any]:
     return _json("ErrorResponse", description)
 
 
+def _param(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+COUNTLY_PARAMS = [
+    _param("app_key", "The app key (coerced to a string).", required=True),
+    _param("device_id", "The device id (coerced to a string).", required=True),
+    _param("timestamp", "Seconds or milliseconds; default now; the future is clamped."),
+    _param("events", "JSON array of {key, count, sum, dur, segmentation, timestamp, id}."),
+    _param("begin_session", "1 starts a session (stored as session.start)."),
+    _param("session_duration", "Seconds since the last report (session.update / session.end)."),
+    _param("end_session", "1 ends the session (stored as session.end)."),
+    _param("metrics", "JSON object: _ua, _os, _locale, _device_type, _browser, ..."),
+    _param("tz", "Minutes east of UTC."),
+    _param("ip_address", "The client's address, if not the connection's."),
+    _param("sdk_name", "SDK name."),
+    _param("sdk_version", "SDK version."),
+]
+
+
+def countly_write(operation: str, summary: str, parameters: list[dict[str, Any]]) -> dict:
+    """GET with query parameters, or POST with the same as a form or JSON (the body wins)."""
+    form = {"type": "object", "additionalProperties": True}
+    responses = {
+        "200": _json("CountlyResult", "`Success` (with `info` for a duplicate request)."),
+        "400": _json("CountlyResult", "`Missing parameter ...`, `App does not exist`."),
+        "405": _json("CountlyResult", "`Method not allowed`."),
+        "503": _json("CountlyResult", "The store cannot take writes; retry."),
+    }
+    return {
+        "get": {
+            "operationId": f"{operation}Get",
+            "summary": summary,
+            "parameters": parameters,
+            "responses": responses,
+        },
+        "post": {
+            "operationId": f"{operation}Post",
+            "summary": summary,
+            "parameters": parameters,
+            "requestBody": {
+                "content": {
+                    "application/x-www-form-urlencoded": {"schema": form},
+                    "application/json": {"schema": form},
+                }
+            },
+            "responses": responses,
+        },
+        "options": {
+            "operationId": f"{operation}Preflight",
+            "summary": "CORS preflight",
+            "responses": {"200": {"description": "CORS headers."}},
+        },
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
@@ -79,6 +142,11 @@ def openapi_document() -> dict[str, Any]:
         "required": ["status"],
     }
     components["Status"] = status_schema
+    components["CountlyResult"] = {
+        "type": "object",
+        "properties": {"result": {"type": "string"}, "info": {"type": "string"}},
+        "required": ["result"],
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -179,6 +247,37 @@ def openapi_document() -> dict[str, Any]:
                         "400": _error("An invalid query parameter."),
                         "401": _error("Missing or wrong API key and secret."),
                         "403": _error("The credentials belong to another app."),
+                    },
+                }
+            },
+            "/i": countly_write(
+                "countlyWrite",
+                "Countly write API: events, sessions, device details",
+                COUNTLY_PARAMS,
+            ),
+            "/i/bulk": countly_write(
+                "countlyBulk",
+                "Countly bulk write: `requests`, a JSON array of /i parameter sets",
+                [
+                    _param("requests", "JSON array of /i parameter objects.", required=True),
+                    _param("app_key", "Fills in for items without one."),
+                ],
+            ),
+            "/o/sdk": {
+                "get": {
+                    "operationId": "countlySdkSettings",
+                    "summary": "Countly SDK behaviour settings (`method=sc`): an empty set",
+                    "parameters": [
+                        _param("method", "Only `sc` is answered.", required=True),
+                        _param("app_key", "The app key.", required=True),
+                        _param("device_id", "The device id.", required=True),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": '`{"v": 1, "t": <ms>, "c": {}}`',
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "400": _json("CountlyResult", "`App does not exist`, `Invalid method`."),
                     },
                 }
             },

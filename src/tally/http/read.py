@@ -69,6 +69,7 @@ def event_json(row: dict[str, Any]) -> dict[str, Any]:
         "properties": row["properties"],
         "undefined_properties": row["undefined_properties"],
         "protocol": row["protocol"],
+        "internal": row["internal"],
         "sdk": {"name": row["sdk_name"], "version": row["sdk_version"]},
         "context": {key: row[key] for key in _CONTEXT},
     }

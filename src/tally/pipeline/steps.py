@@ -16,6 +16,8 @@ from tally.pipeline.timeparse import FUTURE_TOLERANCE, TimeError, correct_skew, 
 from tally.pipeline.useragent import parse_user_agent
 
 MAX_NAME_LENGTH: Final = 255
+NAME_LENGTH_BY_PROTOCOL: Final = {"countly": 127}
+"""Protocols whose documented rule is stricter than the default (Countly drops keys >= 128)."""
 
 
 def limit_event_size(event: Event, ctx: RequestContext) -> Event | Drop:
@@ -36,10 +38,11 @@ def check_name(event: Event, ctx: RequestContext) -> Event | Drop:
         return Drop(
             DropReason.INVALID_NAME, f"event name must be a string, got {type(name).__name__}"
         )
-    if len(name) > MAX_NAME_LENGTH:
+    longest = NAME_LENGTH_BY_PROTOCOL.get(ctx.protocol, MAX_NAME_LENGTH)
+    if len(name) > longest:
         return Drop(
             DropReason.INVALID_NAME,
-            f"event name is {len(name)} characters; at most {MAX_NAME_LENGTH} are allowed",
+            f"event name is {len(name)} characters; at most {longest} are allowed",
         )
     return event
 

@@ -47,6 +47,7 @@ EVENT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("referrer", pa.string()),
     ("locale", pa.string()),
     ("timezone", pa.string()),
+    ("internal", pa.bool_()),
 )
 EVENT_COLUMN_NAMES = tuple(name for name, _ in EVENT_COLUMNS)
 
@@ -118,6 +119,7 @@ def event_rows(app_id: str, events: Sequence[Event]) -> list[EventRow]:
                 e.referrer,
                 e.locale,
                 e.timezone,
+                e.internal,
                 hi,
                 lo,
             )

@@ -70,6 +70,11 @@ def _v1(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _v2(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute("ALTER TABLE events ADD COLUMN internal BOOLEAN NOT NULL DEFAULT false")
+
+
 MIGRATIONS: list[Migration[duckdb.DuckDBPyConnection]] = [
     Migration(1, "events, failed events and the dedup index", _v1),
+    Migration(2, "events.internal marks SDK-internal events (Countly [CLY]_ keys)", _v2),
 ]

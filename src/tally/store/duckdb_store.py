@@ -120,7 +120,9 @@ class DuckDBStore:
                     accepted += np.bincount(owner[keep], minlength=len(batches))
                     duplicates += np.bincount(owner[~keep], minlength=len(batches))
                 if incoming_events.num_rows:
-                    cur.execute(f"INSERT INTO events SELECT {_STORED} FROM incoming_events")
+                    cur.execute(
+                        f"INSERT INTO events ({_STORED}) SELECT {_STORED} FROM incoming_events"
+                    )
             if failed_rows:
                 incoming_failed = failed_table(failed_rows)  # noqa: F841 - read by DuckDB
                 cur.execute(

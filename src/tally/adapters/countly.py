@@ -1,0 +1,391 @@
+"""Countly's write API: ``/i`` and ``/i/bulk`` (see docs/protocols.md for the field mapping).
+
+Countly SDKs treat anything but a 2xx with ``{"result": ...}`` as a failure and stall their queue,
+so replies follow Countly's shapes and status codes exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from tally.adapters.base import (
+    AppKey,
+    Credentials,
+    DecodedBatch,
+    DecodedRequest,
+    IngestOutcome,
+    IngestRequest,
+    Reply,
+    RequestError,
+)
+from tally.model import Drop, DropReason, Event
+
+PROTOCOL = "countly"
+CONTENT_TYPE = "application/json; charset=utf-8"
+CORS_HEADERS = [
+    ("access-control-allow-origin", "*"),
+    ("access-control-allow-methods", "POST, GET, OPTIONS"),
+    ("access-control-allow-headers", "countly-token, Content-Type"),
+]
+IGNORED_DEVICE = "00000000-0000-0000-0000-000000000000"
+JSON_PARAMS = frozenset({"events", "metrics", "user_details", "consent", "crash", "hc", "requests"})
+# Left out of a request's fingerprint, as Countly leaves them out of its duplicate check.
+UNHASHED_PARAMS = frozenset({"rr", "checksum", "checksum256"})
+SESSION_DURATION_LIMIT = 86_400
+NEGATIVE_DURATION_FALLBACK = 30
+ARRAY_VALUE_LIMIT = 10
+VIEW_KEY = "[CLY]_view"
+INTERNAL_PREFIX = "[CLY]_"
+
+MISSING_KEYS = 'Missing parameter "app_key" or "device_id"'
+_MESSAGES = {
+    "missing_app_key": MISSING_KEYS,
+    "unknown_app_key": "App does not exist",
+    "method_not_allowed": "Method not allowed",
+}
+_STATUS = {"missing_app_key": 400, "unknown_app_key": 400}
+
+_json_decode = msgspec.json.Decoder()
+_json_encode = msgspec.json.Encoder(order="sorted")
+"""Sorted keys: a request's fingerprint must not depend on the order the client wrote them."""
+_reply_encode = msgspec.json.Encoder()
+
+
+def _result(status: int, message: str, **extra: str) -> Reply:
+    return Reply(
+        status=status,
+        body=_reply_encode.encode({"result": message, **extra}),
+        content_type=CONTENT_TYPE,
+    )
+
+
+def read_params(request: IngestRequest) -> dict[str, Any]:
+    """Query string first, then body fields over it: the body wins, as in Countly."""
+    params: dict[str, Any] = dict(request.query)
+    body = request.body
+    if not body:
+        return params
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            fields = _json_decode.decode(body)
+        except msgspec.DecodeError:
+            return params
+        if isinstance(fields, dict):
+            params.update(fields)
+        return params
+    if content_type in ("", "application/x-www-form-urlencoded", "text/plain"):
+        text = body.decode("utf-8", errors="replace")
+        params.update(parse_qsl(text, keep_blank_values=True))
+    return params
+
+
+def json_param(value: Any) -> Any:
+    """A JSON-ish parameter: a JSON string is parsed (None if it does not parse), else as is."""
+    if isinstance(value, str | bytes):
+        try:
+            return _json_decode.decode(value)
+        except msgspec.DecodeError:
+            return None
+    return value
+
+
+def as_text(value: Any) -> str | None:
+    """Countly coerces app_key and device_id with String(); empty means missing."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    return _json_encode.encode(value).decode()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _count(value: Any) -> int:
+    number = _number(value)
+    return int(number) if number else 1
+
+
+def _sum(value: Any) -> float | None:
+    number = _number(value)
+    return round(number, 5) if number else None
+
+
+def _dur(value: Any) -> float | None:
+    number = _number(value)
+    return number if number else None
+
+
+def _session_duration(value: Any) -> float | None:
+    number = _number(value)
+    if number is None:
+        return None
+    if number < 0:
+        return float(NEGATIVE_DURATION_FALLBACK)
+    return min(number, float(SESSION_DURATION_LIMIT))
+
+
+def _truthy(value: Any) -> bool:
+    return value not in (None, "", 0, "0", False, "false")
+
+
+def _offset(tz: Any) -> str | None:
+    """Countly's ``tz`` (minutes east of UTC) as an ISO 8601 offset."""
+    minutes = _number(tz)
+    if minutes is None or abs(minutes) > 18 * 60:
+        return None
+    sign = "-" if minutes < 0 else "+"
+    hours, rest = divmod(int(abs(minutes)), 60)
+    return f"{sign}{hours:02d}:{rest:02d}"
+
+
+def _properties(segmentation: Any) -> dict[str, Any]:
+    if not isinstance(segmentation, dict):
+        return {}
+    properties = {}
+    for key, value in segmentation.items():
+        if key == "":
+            continue
+        properties[key] = value[:ARRAY_VALUE_LIMIT] if isinstance(value, list) else value
+    return properties
+
+
+def fingerprint(params: dict[str, Any]) -> str:
+    """Identifies a request by its content, so a resent request can be recognised."""
+    kept = {k: v for k, v in params.items() if k not in UNHASHED_PARAMS}
+    return hashlib.sha1(_json_encode.encode(kept)).hexdigest()
+
+
+class CountlyRequest:
+    """One ``/i``-style parameter set, turned into events."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.app_key = params.get("app_key")
+        self.device_id = as_text(params.get("device_id"))
+        metrics = json_param(params.get("metrics"))
+        self.metrics: dict[str, Any] = metrics if isinstance(metrics, dict) else {}
+        self.fingerprint = fingerprint(params)
+        timestamp = _number(params.get("timestamp"))
+        self.time = timestamp if timestamp and timestamp > 0 else None
+
+    def credentials(self) -> Credentials:
+        """The app key; an object or array (an injection attempt) names no app."""
+        key = self.app_key
+        if isinstance(key, dict | list):
+            raise RequestError(400, "unknown_app_key", "App does not exist")
+        text = as_text(key)
+        if text is None or self.device_id is None:
+            raise RequestError(400, "missing_app_key", MISSING_KEYS)
+        return AppKey(text)
+
+    def _event(self, index: int, name: Any, *, event_id: str, **fields: Any) -> Event:
+        metrics = self.metrics
+        params = self.params
+        return Event(
+            index=index,
+            protocol=PROTOCOL,
+            name=name,
+            id=event_id,
+            device_id=self.device_id,
+            sdk_name=as_text(params.get("sdk_name")),
+            sdk_version=as_text(params.get("sdk_version")),
+            os=as_text(metrics.get("_os")),
+            browser=as_text(metrics.get("_browser")),
+            device_type=as_text(metrics.get("_device_type")),
+            locale=as_text(metrics.get("_locale")),
+            timezone=_offset(params.get("tz")),
+            **fields,
+        )
+
+    def session_events(self) -> list[Event]:
+        params = self.params
+        events = []
+        base = f"cly-{self.fingerprint}"
+        payload = _json_encode.encode(
+            {
+                k: params[k]
+                for k in ("begin_session", "session_duration", "end_session")
+                if k in params
+            }
+        )
+        if _truthy(params.get("begin_session")):
+            events.append(
+                self._event(
+                    -1,
+                    "session.start",
+                    event_id=f"{base}-begin",
+                    raw_time=self.time,
+                    properties=dict(self.metrics),
+                    payload=payload,
+                )
+            )
+        duration = _session_duration(params.get("session_duration"))
+        if _truthy(params.get("end_session")):
+            events.append(
+                self._event(
+                    -1,
+                    "session.end",
+                    event_id=f"{base}-end",
+                    raw_time=self.time,
+                    dur=duration,
+                    payload=payload,
+                )
+            )
+        elif duration is not None:
+            events.append(
+                self._event(
+                    -1,
+                    "session.update",
+                    event_id=f"{base}-duration",
+                    raw_time=self.time,
+                    dur=duration,
+                    payload=payload,
+                )
+            )
+        return events
+
+    def custom_events(self) -> tuple[list[Event], list[tuple[Event, Drop]]]:
+        items = json_param(self.params.get("events"))
+        if not isinstance(items, list):
+            return [], []
+        events: list[Event] = []
+        errors: list[tuple[Event, Drop]] = []
+        for index, item in enumerate(items):
+            payload = _json_encode.encode(item)
+            if not isinstance(item, dict):
+                errors.append(
+                    (
+                        Event(index=index, protocol=PROTOCOL, payload=payload),
+                        Drop(DropReason.INVALID_EVENT, "an event must be an object"),
+                    )
+                )
+                continue
+            events.append(self._custom_event(index, item, payload))
+        return events, errors
+
+    def _custom_event(self, index: int, item: dict[str, Any], payload: bytes) -> Event:
+        key = item.get("key")
+        name: Any = key if isinstance(key, str) or not key else _json_encode.encode(key).decode()
+        properties = _properties(item.get("segmentation"))
+        client_id = item.get("id")
+        event_id = (
+            client_id
+            if isinstance(client_id, str) and client_id
+            else f"cly-{self.fingerprint}-{index}"
+        )
+        timestamp = _number(item.get("timestamp"))
+        fields: dict[str, Any] = {
+            "raw_time": timestamp if timestamp and timestamp > 0 else self.time,
+            "count": _count(item.get("count")),
+            "sum": _sum(item.get("sum")),
+            "dur": _dur(item.get("dur")),
+            "properties": properties,
+            "payload": payload,
+        }
+        if name == VIEW_KEY:
+            name = "view"
+            fields["label"] = as_text(properties.get("name"))
+            fields["url"] = as_text(properties.get("view"))
+            fields["referrer"] = as_text(properties.get("referrer"))
+        elif isinstance(name, str) and name.startswith(INTERNAL_PREFIX):
+            fields["internal"] = True
+        return self._event(index, name, event_id=event_id, **fields)
+
+    def decode(self) -> DecodedRequest:
+        credentials = self.credentials()
+        if self.device_id == IGNORED_DEVICE:
+            raise RequestError(200, "ignored_device_id", "Ignoring device_id")
+        events, errors = self.custom_events()
+        return DecodedRequest(
+            credentials=credentials,
+            events=self.session_events() + events,
+            errors=errors,
+            user_agent=as_text(self.metrics.get("_ua")),
+            ip=as_text(self.params.get("ip_address")),
+        )
+
+
+class CountlyAdapter:
+    """``/i``: one request of events, session changes and device details."""
+
+    protocol = PROTOCOL
+    methods = ("GET", "POST")
+    cors_headers = CORS_HEADERS
+
+    def credentials(self, request: IngestRequest) -> Credentials | None:
+        key = request.query.get("app_key")
+        return AppKey(key) if key else None
+
+    def decode(self, request: IngestRequest) -> DecodedBatch:
+        return DecodedBatch(parts=[CountlyRequest(read_params(request)).decode()])
+
+    def preflight(self) -> Reply:
+        return Reply(status=200, body=b"", content_type=CONTENT_TYPE)
+
+    def encode(self, outcome: IngestOutcome) -> Reply:
+        result = outcome.result
+        if result.duplicates and not result.accepted and not outcome.rejected:
+            return _result(200, "Success", info="Request ignored: Duplicate request")
+        return _result(200, "Success")
+
+    def encode_error(self, error: RequestError) -> Reply:
+        message = _MESSAGES.get(error.code, error.message)
+        reply = _result(_STATUS.get(error.code, error.status), message)
+        reply.headers = error.headers
+        return reply
+
+
+class CountlyBulkAdapter(CountlyAdapter):
+    """``/i/bulk``: ``requests``, a JSON array of ``/i`` parameter sets.
+
+    Unlike Countly, which answers at once and processes the items afterwards, Tally answers once
+    every item is stored (Countly's ``safe_api_response``). As in Countly, items without an app
+    key or device id, or naming no app, are skipped.
+    """
+
+    def decode(self, request: IngestRequest) -> DecodedBatch:
+        params = read_params(request)
+        if "requests" not in params:
+            raise RequestError(400, "missing_requests", 'Missing parameter "requests"')
+        items = json_param(params["requests"])
+        if items is None:
+            raise RequestError(400, "missing_requests", 'Missing parameter "requests"')
+        if not isinstance(items, list):
+            raise RequestError(400, "invalid_requests", 'Invalid parameter "requests"')
+        parts = []
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            if "app_key" not in item and "app_key" in params:
+                item = {**item, "app_key": params["app_key"]}
+            try:
+                parts.append(CountlyRequest(item).decode())
+            except RequestError:
+                continue
+        return DecodedBatch(parts=parts, skip_unknown_apps=True)
+
+    def encode(self, outcome: IngestOutcome) -> Reply:
+        return _result(200, "Success")
