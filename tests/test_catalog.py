@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,26 @@ def test_postgres_urls_use_psycopg(postgres_catalog_url: str) -> None:
     assert catalog.engine.dialect.driver == "psycopg"
     catalog.ping()
     catalog.close()
+
+
+def test_upgrading_from_version_1_keeps_apps(fresh_catalog: Catalog) -> None:
+    """An app created by the first release survives the later migrations, with default settings."""
+    with fresh_catalog.engine.begin() as conn:
+        from tally.catalog.schema import schema_versions
+
+        schema_versions.create(conn)
+        conn.execute(schema_versions.insert().values(component="catalog", version=0))
+        MIGRATIONS[0].apply(conn)
+        conn.execute(schema_versions.update().values(version=1))
+        conn.execute(
+            sa.text(
+                "INSERT INTO apps (id, name, app_key, api_key, api_secret_hash, created_at) "
+                "VALUES ('a1a1a1a1a1a1a1a1a1a1a1a1', 'Old', 'k1', 'ak1', 'h', :t)"
+            ),
+            {"t": datetime(2026, 1, 1, tzinfo=UTC)},
+        )
+    assert fresh_catalog.migrate() == [m.version for m in MIGRATIONS[1:]]
+    app = fresh_catalog.app_by_key("k1")
+    assert app is not None and app.name == "Old" and app.settings.countly_salt is None
+    updated = fresh_catalog.update_settings(app.id, countly_salt="s")
+    assert fresh_catalog.get_app(app.id) == updated

@@ -21,7 +21,15 @@ def test_apps_create_list_show_json(tmp_path: Path) -> None:
     code, out = run("apps", "create", "Shop", "--data", data, "--json")
     assert code == 0
     created = json.loads(out)
-    assert set(created) == {"id", "name", "app_key", "api_key", "api_secret", "created_at"}
+    assert set(created) == {
+        "id",
+        "name",
+        "app_key",
+        "api_key",
+        "api_secret",
+        "created_at",
+        "settings",
+    }
     assert created["name"] == "Shop"
 
     code, out = run("apps", "list", "--data", data, "--json")
@@ -106,3 +114,17 @@ def test_limits_from_the_environment_and_options(monkeypatch) -> None:  # type: 
     monkeypatch.delenv("TALLY_MAX_EVENT_BYTES")
     code, out = run("serve", "--port", "0", "--max-body-bytes", "0")
     assert code == 1 and "max_body_bytes must be at least 1" in out
+
+
+def test_apps_set_changes_settings(tmp_path: Path) -> None:
+    data = str(tmp_path / "d")
+    created = json.loads(run("apps", "create", "Shop", "--data", data, "--json")[1])
+    code, out = run(
+        "apps", "set", created["app_key"], "--countly-salt", "pepper", "--data", data, "--json"
+    )
+    assert code == 0 and json.loads(out)["settings"] == {"countly_salt": "pepper"}
+    shown = json.loads(run("apps", "show", created["id"], "--data", data, "--json")[1])
+    assert shown["settings"] == {"countly_salt": "pepper"}
+    code, out = run("apps", "set", created["id"], "--countly-salt", "", "--data", data, "--json")
+    assert json.loads(out)["settings"] == {}
+    assert run("apps", "set", "nope", "--countly-salt", "x", "--data", data)[0] == 1

@@ -32,6 +32,8 @@ class DropReason(enum.StrEnum):
     """The event carries more properties than the limit allows."""
     TOO_MANY_EVENTS = "too_many_events"
     """The request carries more events than the per-request limit allows."""
+    INVALID_CHECKSUM = "invalid_checksum"
+    """The request's checksum is missing or does not match the app's salt (Countly)."""
 
 
 class Drop(msgspec.Struct, frozen=True):

@@ -7,6 +7,7 @@ from typing import Protocol
 
 import msgspec
 
+from tally.catalog.models import App
 from tally.model import Drop, Event
 from tally.pipeline.runner import Rejection
 from tally.sink import AppendResult
@@ -20,6 +21,8 @@ class IngestRequest(msgspec.Struct, kw_only=True):
     """Lower-cased names; repeated headers joined with a comma."""
     body: bytes
     client_ip: str | None = None
+    raw_query: str = ""
+    """The query string as sent (signatures are computed over it)."""
 
 
 class AppKey(msgspec.Struct, frozen=True):
@@ -101,6 +104,10 @@ class Adapter(Protocol):
         ...
 
     def decode(self, request: IngestRequest) -> DecodedBatch: ...
+
+    def check(self, app: App, request: IngestRequest) -> None:
+        """Protocol rules that need the app (signatures...); raise ``RequestError`` to refuse."""
+        ...
 
     def preflight(self) -> Reply:
         """The reply to an OPTIONS request (sent with ``cors_headers``)."""

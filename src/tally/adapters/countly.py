@@ -7,7 +7,9 @@ so replies follow Countly's shapes and status codes exactly.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,6 +25,7 @@ from tally.adapters.base import (
     Reply,
     RequestError,
 )
+from tally.catalog.models import App
 from tally.model import Drop, DropReason, Event
 
 PROTOCOL = "countly"
@@ -170,6 +173,29 @@ def _properties(segmentation: Any) -> dict[str, Any]:
             continue
         properties[key] = value[:ARRAY_VALUE_LIMIT] if isinstance(value, list) else value
     return properties
+
+
+_CHECKSUM_PART = re.compile(r"&?checksum(?:256)?=[^&]*")
+_CHECKSUM_VALUE = re.compile(r"(?:^|&)(checksum(?:256)?)=([^&]*)")
+
+
+def verify_checksum(request: IngestRequest, salt: str) -> None:
+    """Countly's checksum: upper-hex sha1 (``checksum``) or sha256 (``checksum256``) of the query
+    string (GET, or POST without a body) or the raw body (POST) without its checksum part,
+    followed by the salt."""
+    payload = (
+        request.raw_query if request.method == "GET" else request.body.decode("utf-8", "replace")
+    )
+    found = dict(_CHECKSUM_VALUE.findall(payload))
+    if not found:
+        raise RequestError(200, "invalid_checksum", "Request does not have checksum")
+    signed = _CHECKSUM_PART.sub("", payload, count=1).encode() + salt.encode()
+    if "checksum256" in found:
+        given, expected = found["checksum256"], hashlib.sha256(signed).hexdigest().upper()
+    else:
+        given, expected = found["checksum"], hashlib.sha1(signed).hexdigest().upper()
+    if not hmac.compare_digest(given.upper().encode(), expected.encode()):
+        raise RequestError(200, "invalid_checksum", "Request does not match checksum")
 
 
 def fingerprint(params: dict[str, Any]) -> str:
@@ -336,11 +362,15 @@ class CountlyAdapter:
     cors_headers = CORS_HEADERS
 
     def credentials(self, request: IngestRequest) -> Credentials | None:
-        key = request.query.get("app_key")
+        key = as_text(read_params(request).get("app_key"))
         return AppKey(key) if key else None
 
     def decode(self, request: IngestRequest) -> DecodedBatch:
         return DecodedBatch(parts=[CountlyRequest(read_params(request)).decode()])
+
+    def check(self, app: App, request: IngestRequest) -> None:
+        if app.settings.countly_salt:
+            verify_checksum(request, app.settings.countly_salt)
 
     def preflight(self) -> Reply:
         return Reply(status=200, body=b"", content_type=CONTENT_TYPE)

@@ -16,6 +16,7 @@ from tally.adapters.base import (
     Reply,
     RequestError,
 )
+from tally.catalog.models import App
 from tally.model import Drop, DropReason, Event
 from tally.pipeline.timeparse import TimeError, parse_instant
 
@@ -163,6 +164,9 @@ class NativeAdapter:
             credentials=credentials, events=events, errors=errors, sent_at=sent_at
         )
         return DecodedBatch(parts=[part])
+
+    def check(self, app: App, request: IngestRequest) -> None:
+        return None
 
     def preflight(self) -> Reply:
         return Reply(status=204, body=b"")

@@ -7,6 +7,13 @@ from datetime import datetime
 import msgspec
 
 
+class AppSettings(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Per-app options, stored as one JSON document so new options need no schema change."""
+
+    countly_salt: str | None = None
+    """When set, Countly requests must carry a checksum or checksum256 made with this salt."""
+
+
 class App(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     """24 hex characters."""
@@ -16,6 +23,7 @@ class App(msgspec.Struct, frozen=True, kw_only=True):
     api_key: str
     """Server key for server-side writes and reads, used with the secret."""
     created_at: datetime
+    settings: AppSettings = AppSettings()
 
 
 class NewApp(msgspec.Struct, frozen=True, kw_only=True):

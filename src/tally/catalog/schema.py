@@ -25,13 +25,29 @@ apps = sa.Table(
     sa.Column("api_key", sa.String(64), nullable=False, unique=True),
     sa.Column("api_secret_hash", sa.String(200), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("settings", sa.Text, nullable=False, server_default="{}"),
 )
 
 
 def _create_apps(conn: Connection) -> None:
-    apps.create(conn)
+    # Version 1 of the table, as it was first released; later columns come from migrations.
+    sa.Table(
+        "apps",
+        sa.MetaData(),
+        sa.Column("id", sa.String(24), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("app_key", sa.String(64), nullable=False, unique=True),
+        sa.Column("api_key", sa.String(64), nullable=False, unique=True),
+        sa.Column("api_secret_hash", sa.String(200), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    ).create(conn)
+
+
+def _add_app_settings(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE apps ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'"))
 
 
 MIGRATIONS: list[Migration[Connection]] = [
     Migration(1, "apps with public app key and hashed API secret", _create_apps),
+    Migration(2, "per-app settings document", _add_app_settings),
 ]

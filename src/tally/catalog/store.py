@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from tally import ids
-from tally.catalog.models import App, NewApp
+from tally.catalog.models import App, AppSettings, NewApp
 from tally.catalog.schema import MIGRATIONS, apps, schema_versions
 from tally.catalog.secrets import VerifiedSecrets, hash_secret
 from tally.migrations import pending
@@ -49,6 +50,9 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_settings_decoder = msgspec.json.Decoder(AppSettings)
+
+
 def _app(row: sa.Row) -> App:
     return App(
         id=row.id,
@@ -56,6 +60,7 @@ def _app(row: sa.Row) -> App:
         app_key=row.app_key,
         api_key=row.api_key,
         created_at=_utc(row.created_at),
+        settings=_settings_decoder.decode(row.settings or "{}"),
     )
 
 
@@ -127,6 +132,20 @@ class Catalog:
                 )
             )
         return NewApp(app=app, api_secret=secret)
+
+    def update_settings(self, app_id: str, **changes: object) -> App:
+        """Change some settings of an app; the others keep their values."""
+        app = self.get_app(app_id)
+        if app is None:
+            raise KeyError(app_id)
+        settings = msgspec.structs.replace(app.settings, **changes)
+        with self.engine.begin() as conn:
+            conn.execute(
+                apps.update()
+                .where(apps.c.id == app_id)
+                .values(settings=msgspec.json.encode(settings).decode())
+            )
+        return msgspec.structs.replace(app, settings=settings)
 
     def list_apps(self) -> list[App]:
         with self.engine.connect() as conn:

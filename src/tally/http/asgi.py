@@ -71,10 +71,10 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> by
 
 async def ingest_request(scope: Scope, receive: Receive, limit: int) -> IngestRequest:
     headers = headers_of(scope)
-    query = dict(
-        parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-    )
+    raw_query = scope.get("query_string", b"").decode("utf-8", errors="replace")
+    query = dict(parse_qsl(raw_query, keep_blank_values=True))
     request = IngestRequest(
+        raw_query=raw_query,
         method=scope["method"],
         path=scope["path"],
         query=query,

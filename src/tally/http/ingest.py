@@ -11,7 +11,14 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from tally import metrics
-from tally.adapters.base import Adapter, DecodedRequest, IngestOutcome, Reply, RequestError
+from tally.adapters.base import (
+    Adapter,
+    DecodedRequest,
+    IngestOutcome,
+    IngestRequest,
+    Reply,
+    RequestError,
+)
 from tally.catalog import App
 from tally.http.asgi import Receive, Scope, Send, ingest_request, send_reply
 from tally.http.services import Services
@@ -22,6 +29,11 @@ from tally.store.columns import event_rows, failed_rows
 
 _EMPTY = AppendResult(accepted=0, duplicates=0)
 log = logging.getLogger("tally.ingest")
+
+
+def _payload(request: IngestRequest) -> bytes:
+    """What the client sent: the body, or the query string when the data came that way (GET)."""
+    return request.body or request.raw_query.encode()
 
 
 class IngestEndpoint:
@@ -84,14 +96,20 @@ class IngestEndpoint:
             early = self.adapter.credentials(request)
             app = await services.resolver.resolve(early) if early else None
             if app is not None and error.status >= 400:
-                await self._keep_failed_request(app, received_at, request.body, error)
+                await self._keep_failed_request(app, received_at, _payload(request), error)
             raise
 
         parts: list[tuple[App, DecodedRequest]] = []
         for part in decoded.parts:
             app = await self._app_of(part, skip_unknown=decoded.skip_unknown_apps)
-            if app is not None:
-                parts.append((app, part))
+            if app is None:
+                continue
+            try:
+                self.adapter.check(app, request)
+            except RequestError as error:
+                await self._keep_failed_request(app, received_at, _payload(request), error)
+                raise
+            parts.append((app, part))
         total = sum(len(p.events) + len(p.errors) for _, p in parts)
         if total > limits.max_events_per_request:
             error = RequestError(
@@ -100,7 +118,7 @@ class IngestEndpoint:
                 f"the request has {total} events; the limit is {limits.max_events_per_request}",
             )
             for app in {app.id: app for app, _ in parts}.values():
-                await self._keep_failed_request(app, received_at, request.body, error)
+                await self._keep_failed_request(app, received_at, _payload(request), error)
             raise error
         metrics.REQUEST_EVENTS.labels(protocol).observe(total)
 
@@ -149,11 +167,10 @@ class IngestEndpoint:
     async def _keep_failed_request(
         self, app: App, received_at: datetime, body: bytes, error: RequestError
     ) -> None:
-        reason = (
-            DropReason.TOO_MANY_EVENTS
-            if error.code == DropReason.TOO_MANY_EVENTS.value
-            else DropReason.INVALID_BODY
-        )
+        try:
+            reason = DropReason(error.code)
+        except ValueError:
+            reason = DropReason.INVALID_BODY
         record = FailedEvent(
             app_id=app.id,
             received_at=received_at,
