@@ -36,6 +36,12 @@ class DropReason(enum.StrEnum):
     """The request's checksum is missing or does not match the app's salt (Countly)."""
 
 
+LINK_EVENT = "identity.link"
+"""An internal event saying that ``properties["previous_id"]`` is the same person as the event's
+user (or device): Countly's ``old_device_id``, and later Segment's alias."""
+LINK_PREVIOUS = "previous_id"
+
+
 class Drop(msgspec.Struct, frozen=True):
     """A pipeline step's verdict that an event must not be stored."""
 

@@ -26,7 +26,7 @@ from tally.adapters.base import (
     RequestError,
 )
 from tally.catalog.models import App
-from tally.model import Drop, DropReason, Event
+from tally.model import LINK_EVENT, LINK_PREVIOUS, Drop, DropReason, Event
 
 PROTOCOL = "countly"
 CONTENT_TYPE = "application/json; charset=utf-8"
@@ -293,6 +293,23 @@ class CountlyRequest:
             )
         return events
 
+    def link_events(self) -> list[Event]:
+        """``old_device_id``: the device was known by another id, now merged into this one."""
+        old = as_text(self.params.get("old_device_id"))
+        if old is None or old == self.device_id:
+            return []
+        return [
+            self._event(
+                -1,
+                LINK_EVENT,
+                event_id=f"cly-{self.fingerprint}-link",
+                raw_time=self.time,
+                internal=True,
+                properties={LINK_PREVIOUS: old},
+                payload=_json_encode.encode({"old_device_id": old}),
+            )
+        ]
+
     def custom_events(self) -> tuple[list[Event], list[tuple[Event, Drop]]]:
         items = json_param(self.params.get("events"))
         if not isinstance(items, list):
@@ -347,7 +364,7 @@ class CountlyRequest:
         events, errors = self.custom_events()
         return DecodedRequest(
             credentials=credentials,
-            events=self.session_events() + events,
+            events=self.link_events() + self.session_events() + events,
             errors=errors,
             user_agent=as_text(self.metrics.get("_ua")),
             ip=as_text(self.params.get("ip_address")),

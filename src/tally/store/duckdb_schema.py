@@ -74,7 +74,32 @@ def _v2(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("ALTER TABLE events ADD COLUMN internal BOOLEAN NOT NULL DEFAULT false")
 
 
+def _v3(conn: duckdb.DuckDBPyConnection) -> None:
+    # Pairs of ids known to be the same person (device and customer, or an old and a new
+    # device), derived from events as they are stored; undirected.
+    conn.execute(
+        """
+        CREATE TABLE identity_links (
+            app_id VARCHAR NOT NULL,
+            from_id VARCHAR NOT NULL,
+            to_id VARCHAR NOT NULL,
+            linked_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (app_id, from_id, to_id)
+        )
+        """
+    )
+    conn.execute(
+        """
+        INSERT OR IGNORE INTO identity_links
+        SELECT app_id, device_id, user_id, min(received_at) FROM events
+        WHERE user_id IS NOT NULL AND device_id IS NOT NULL AND user_id <> device_id
+        GROUP BY ALL
+        """
+    )
+
+
 MIGRATIONS: list[Migration[duckdb.DuckDBPyConnection]] = [
     Migration(1, "events, failed events and the dedup index", _v1),
     Migration(2, "events.internal marks SDK-internal events (Countly [CLY]_ keys)", _v2),
+    Migration(3, "identity links between devices and customers", _v3),
 ]

@@ -12,8 +12,10 @@ import duckdb
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tally.migrations import pending
+from tally.model import LINK_EVENT, LINK_PREVIOUS
 from tally.sink import AppendBatch, AppendResult
 from tally.store.columns import EVENT_COLUMN_NAMES, FAILED_COLUMNS, events_table, failed_table
 from tally.store.duckdb_schema import COMPONENT, MIGRATIONS
@@ -22,6 +24,44 @@ from tally.store.query import EventQuery
 _STORED = ", ".join(f'"{name}"' for name in EVENT_COLUMN_NAMES)
 _FAILED = ", ".join(name for name, _ in FAILED_COLUMNS)
 _json = msgspec.json.Decoder()
+
+
+# Links an event states: its device and its customer; or, for a link event, the previous id and
+# the event's own id. DISTINCT ON the key: one INSERT must not carry the same key twice.
+_LINK_SQL = f"""
+INSERT OR IGNORE INTO identity_links
+SELECT app_id, from_id, to_id, min(received_at) FROM (
+    SELECT app_id, device_id AS from_id, user_id AS to_id, received_at FROM incoming_events
+    WHERE user_id IS NOT NULL AND device_id IS NOT NULL AND user_id <> device_id
+    UNION ALL
+    SELECT app_id, json_extract_string(properties, '$.{LINK_PREVIOUS}'),
+           coalesce(user_id, device_id), received_at
+    FROM incoming_events
+    WHERE name = '{LINK_EVENT}' AND internal
+      AND json_extract_string(properties, '$.{LINK_PREVIOUS}') IS NOT NULL
+) WHERE from_id <> to_id
+GROUP BY app_id, from_id, to_id
+"""
+
+
+_PERSON_CTE = """
+WITH RECURSIVE
+edges AS (
+    SELECT from_id AS a, to_id AS b FROM identity_links WHERE app_id = ?
+    UNION ALL
+    SELECT to_id, from_id FROM identity_links WHERE app_id = ?
+),
+person(id) AS (
+    SELECT ?
+    UNION
+    SELECT edges.b FROM edges JOIN person ON edges.a = person.id
+)
+"""
+
+
+def _carries_links(events: pa.Table) -> bool:
+    both = pc.and_(pc.is_valid(events["user_id"]), pc.is_valid(events["device_id"]))
+    return bool(pc.any(both).as_py()) or bool(pc.any(pc.equal(events["name"], LINK_EVENT)).as_py())
 
 
 def _utcnow() -> datetime:
@@ -123,6 +163,8 @@ class DuckDBStore:
                     cur.execute(
                         f"INSERT INTO events ({_STORED}) SELECT {_STORED} FROM incoming_events"
                     )
+                    if _carries_links(incoming_events):
+                        cur.execute(_LINK_SQL)
             if failed_rows:
                 incoming_failed = failed_table(failed_rows)  # noqa: F841 - read by DuckDB
                 cur.execute(
@@ -184,18 +226,23 @@ class DuckDBStore:
             clauses.append("name = ?")
             params.append(query.name)
         if query.user is not None:
-            clauses.append("(user_id = ? OR device_id = ?)")
-            params.extend([query.user, query.user])
+            # The person: this id and every id linked to it, directly or through others.
+            clauses.append(
+                """(user_id IN (SELECT id FROM person) OR device_id IN (SELECT id FROM person))"""
+            )
         if query.since is not None:
             clauses.append("time >= ?")
             params.append(query.since.astimezone(UTC).replace(tzinfo=None))
         params.append(query.limit)
         cur = self.conn.cursor()
         try:
+            prefix, prefix_params = ("", [])
+            if query.user is not None:
+                prefix, prefix_params = _PERSON_CTE, [query.app_id, query.app_id, query.user]
             result = cur.execute(
-                f"SELECT {_STORED} FROM events WHERE {' AND '.join(clauses)} "
+                f"{prefix} SELECT {_STORED} FROM events WHERE {' AND '.join(clauses)} "
                 "ORDER BY time DESC, received_at DESC, id DESC LIMIT ?",
-                params,
+                prefix_params + params,
             )
             names = [d[0] for d in result.description]
             rows = result.fetchall()

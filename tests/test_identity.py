@@ -1,0 +1,154 @@
+"""Identity links: events that tie ids together make one person for reads by user."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+
+from tally.catalog import NewApp
+from tally.http.services import Services
+from tally.ids import uuid7
+from tally.model import LINK_EVENT, LINK_PREVIOUS, Event
+from tally.sink import AppendBatch
+from tally.store.columns import event_rows
+from tally.store.duckdb_store import DuckDBStore
+from tally.store.query import EventQuery
+
+APP = "c" * 24
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def ev(name: str, **fields) -> Event:  # type: ignore[no-untyped-def]
+    return Event(
+        index=0,
+        protocol="native",
+        name=name,
+        id=uuid7(),
+        time=NOW,
+        received_at=NOW,
+        count=1,
+        **fields,
+    )
+
+
+def links(db: DuckDBStore) -> set[tuple[str, str]]:
+    rows = db.conn.execute("SELECT from_id, to_id FROM identity_links").fetchall()
+    return {(a, b) for a, b in rows}
+
+
+def person(db: DuckDBStore, user: str) -> list[str]:
+    return sorted(r["name"] for r in db.fetch_events(EventQuery(app_id=APP, user=user)))
+
+
+def test_events_with_device_and_user_link_them(data_dir) -> None:  # type: ignore[no-untyped-def]
+    db = DuckDBStore(data_dir)
+    db.migrate()
+    db.commit_group(
+        [
+            AppendBatch(
+                events=event_rows(
+                    APP,
+                    [
+                        ev("anonymous browse", device_id="laptop"),
+                        ev("login", device_id="laptop", user_id="alice"),
+                        ev("login again", device_id="laptop", user_id="alice"),
+                        ev("phone browse", device_id="phone"),
+                        ev("stranger", device_id="other"),
+                    ],
+                )
+            )
+        ]
+    )
+    assert links(db) == {("laptop", "alice")}
+    assert person(db, "alice") == ["anonymous browse", "login", "login again"]
+    assert person(db, "laptop") == ["anonymous browse", "login", "login again"]
+
+    # The phone is merged into the laptop later: the person now spans three ids.
+    db.commit_group(
+        [
+            AppendBatch(
+                events=event_rows(
+                    APP,
+                    [
+                        ev(
+                            LINK_EVENT,
+                            device_id="laptop",
+                            internal=True,
+                            properties={LINK_PREVIOUS: "phone"},
+                        ),
+                    ],
+                )
+            )
+        ]
+    )
+    assert ("phone", "laptop") in links(db)
+    assert "phone browse" in person(db, "alice")
+    assert "stranger" not in person(db, "alice")
+    assert person(db, "other") == ["stranger"]
+    db.close()
+
+
+def test_a_link_event_that_is_not_internal_links_nothing(data_dir) -> None:  # type: ignore[no-untyped-def]
+    db = DuckDBStore(data_dir)
+    db.migrate()
+    db.commit_group(
+        [
+            AppendBatch(
+                events=event_rows(
+                    APP,
+                    [
+                        ev(
+                            LINK_EVENT, device_id="a", properties={LINK_PREVIOUS: "b"}
+                        ),  # a user's own event
+                    ],
+                )
+            )
+        ]
+    )
+    assert links(db) == set()
+    db.close()
+
+
+def test_the_migration_links_what_was_stored_before(data_dir) -> None:  # type: ignore[no-untyped-def]
+    from tally.store.duckdb_schema import MIGRATIONS
+
+    db = DuckDBStore(data_dir)
+    db.conn.execute("CREATE TABLE tally_schema (component VARCHAR PRIMARY KEY, version INTEGER)")
+    db.conn.execute("INSERT INTO tally_schema VALUES ('events', 2)")
+    MIGRATIONS[0].apply(db.conn)
+    MIGRATIONS[1].apply(db.conn)
+    db.conn.execute(
+        "INSERT INTO events (app_id, id, name, time, received_at, count, protocol, device_id, "
+        "user_id) VALUES (?, 'e1', 'old', now(), now(), 1, 'native', 'd1', 'u1')",
+        [APP],
+    )
+    assert db.migrate() == [3]
+    assert links(db) == {("d1", "u1")}
+    db.close()
+
+
+async def test_countly_old_device_id_merges_devices(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp
+) -> None:
+    key = new_app.app.app_key
+    for device, extra in (("temp-device", {}), ("real-device", {"old_device_id": "temp-device"})):
+        response = await client.post(
+            "/i",
+            data={
+                "app_key": key,
+                "device_id": device,
+                "events": f'[{{"key":"on {device}"}}]',
+                **extra,
+            },
+        )
+        assert response.json() == {"result": "Success"}
+    events = await services.store.fetch_events(
+        EventQuery(app_id=new_app.app.id, user="real-device")
+    )
+    assert sorted(e["name"] for e in events) == sorted(
+        ["on temp-device", "on real-device", LINK_EVENT]
+    )
+    [link] = [e for e in events if e["name"] == LINK_EVENT]
+    assert link["internal"] is True and link["properties"] == {LINK_PREVIOUS: "temp-device"}
+    assert link["device_id"] == "real-device"
