@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -59,6 +59,8 @@ class DecodedBatch(msgspec.Struct, kw_only=True):
     skip_unknown_apps: bool = False
     """Store what belongs to known apps and skip parts naming no app (Countly's bulk rule),
     instead of refusing the request."""
+    reply_data: Any = None
+    """What the adapter worked out while decoding and must send back (EngageLab's EUIDs)."""
 
 
 class IngestOutcome(msgspec.Struct, kw_only=True):
@@ -66,6 +68,7 @@ class IngestOutcome(msgspec.Struct, kw_only=True):
     rejected: list[Rejection]
     events: int
     """Events the request carried (accepted, duplicate or rejected)."""
+    reply_data: Any = None
 
 
 class Reply(msgspec.Struct, kw_only=True):

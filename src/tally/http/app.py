@@ -12,6 +12,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tally.adapters.countly import CountlyAdapter, CountlyBulkAdapter
+from tally.adapters.engagelab import (
+    EngageLabAdapter,
+    EngageLabPropertyAdapter,
+    EngageLabRegisterAdapter,
+)
 from tally.adapters.native import NativeAdapter
 from tally.http import ops, read
 from tally.http.asgi import Receive, Scope, Send
@@ -36,6 +41,9 @@ class TallyApp:
             "/i": IngestEndpoint(CountlyAdapter(), services),
             "/i/bulk": IngestEndpoint(CountlyBulkAdapter(), services),
             "/o/sdk": CountlySdkEndpoint(services),
+            "/v1/event/report": IngestEndpoint(EngageLabAdapter(), services),
+            "/v1/user/register": IngestEndpoint(EngageLabRegisterAdapter(), services),
+            "/v1/user/property": IngestEndpoint(EngageLabPropertyAdapter(), services),
         }
 
         @contextlib.asynccontextmanager

@@ -149,7 +149,11 @@ class IngestEndpoint:
             metrics.EVENTS_DUPLICATE.labels(protocol).inc(result.duplicates)
         for reason, count in drops.items():
             metrics.EVENTS_DROPPED.labels(protocol, reason.value).inc(count)
-        return self.adapter.encode(IngestOutcome(result=result, rejected=rejected, events=total))
+        return self.adapter.encode(
+            IngestOutcome(
+                result=result, rejected=rejected, events=total, reply_data=decoded.reply_data
+            )
+        )
 
     async def _app_of(self, part: DecodedRequest, *, skip_unknown: bool) -> App | None:
         if part.credentials is None:

@@ -128,6 +128,26 @@ def countly_write(operation: str, summary: str, parameters: list[dict[str, Any]]
     }
 
 
+def engagelab(operation: str, summary: str, body: str) -> dict[str, Any]:
+    reply = {
+        "description": "`{code, message}`: code 0 is success (also partial success); "
+        "40050 authentication failed; see docs/protocols.md for every code.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+    return {
+        "post": {
+            "operationId": operation,
+            "summary": summary,
+            "security": [{"apiKey": []}],
+            "requestBody": {
+                "description": body,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "responses": {status: reply for status in ("200", "400", "401", "413", "503")},
+        }
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
@@ -281,6 +301,22 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/event/report": engagelab(
+                "engagelabReport",
+                "EngageLab: report behaviour events of EUIDs",
+                "`{app_key?, data: [{euid, event_name, itime, random_id?, properties?}]}`.",
+            ),
+            "/v1/user/register": engagelab(
+                "engagelabRegister",
+                "EngageLab: EUIDs for identities",
+                "`{identity_name: user_id|anonymous_id|registration_id, identity_values: [...]}`; "
+                "the reply adds `data: [{identity_value, euid}]`.",
+            ),
+            "/v1/user/property": engagelab(
+                "engagelabUserProperty",
+                "EngageLab: set or increase user attributes",
+                "`{euid, type: set|increase, properties}`.",
+            ),
             "/healthz": {
                 "get": {
                     "operationId": "healthz",

@@ -7,6 +7,7 @@ wire formats into ``Event`` fields.
 from __future__ import annotations
 
 import math
+import re
 from typing import Final
 
 from tally.ids import uuid7
@@ -18,6 +19,12 @@ from tally.pipeline.useragent import parse_user_agent
 MAX_NAME_LENGTH: Final = 255
 NAME_LENGTH_BY_PROTOCOL: Final = {"countly": 127}
 """Protocols whose documented rule is stricter than the default (Countly drops keys >= 128)."""
+NAME_PATTERN_BY_PROTOCOL: Final = {
+    "engagelab": (
+        re.compile(r"[a-z][a-z0-9_]*"),
+        "lowercase letters, digits and underscores, starting with a letter",
+    ),
+}
 
 
 def limit_event_size(event: Event, ctx: RequestContext) -> Event | Drop:
@@ -38,6 +45,9 @@ def check_name(event: Event, ctx: RequestContext) -> Event | Drop:
         return Drop(
             DropReason.INVALID_NAME, f"event name must be a string, got {type(name).__name__}"
         )
+    rule = NAME_PATTERN_BY_PROTOCOL.get(ctx.protocol)
+    if rule is not None and not event.internal and not rule[0].fullmatch(name):
+        return Drop(DropReason.INVALID_NAME, f"event name {name!r} must be {rule[1]}")
     longest = NAME_LENGTH_BY_PROTOCOL.get(ctx.protocol, MAX_NAME_LENGTH)
     if len(name) > longest:
         return Drop(
