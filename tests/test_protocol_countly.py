@@ -749,14 +749,31 @@ async def test_a_page_view_becomes_a_view_event(
 async def test_the_closing_view_event_carries_the_view_duration(
     client: httpx.AsyncClient, services: Services, new_app: NewApp
 ) -> None:
-    # The web SDK's second [CLY]_view for a page: only {name}, plus dur.
+    # The web SDK's second [CLY]_view for a page: only {name}, plus dur: the view's end.
     view = {"key": "[CLY]_view", "count": 1, "dur": 42, "segmentation": {"name": "/pricing"}}
     response = await post_form(client, "/i", base(new_app, events=[view]))
     assert response.json() == SUCCESS
     event = await stored_one(services, new_app.app.id)
-    assert (event["name"], event["label"], event["dur"]) == ("view", "/pricing", 42.0)
+    assert (event["name"], event["label"], event["dur"]) == ("view.end", "/pricing", 42.0)
     assert event["properties"] == {"name": "/pricing"}
     assert event["url"] is None
+
+
+async def test_a_views_end_under_the_visits_id_is_not_a_resend(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp
+) -> None:
+    """The web SDK sends the time on a view under the visit's own event id."""
+    visit = {"key": "[CLY]_view", "id": "v-1", "segmentation": {"name": "/a", "visit": 1}}
+    end = {"key": "[CLY]_view", "id": "v-1", "dur": 7, "segmentation": {"name": "/a"}}
+    for events in ([visit], [end], [end]):  # the end is resent once: stored once
+        response = await post_form(client, "/i", base(new_app, events=events))
+        assert response.status_code == 200
+    by_name = await stored_by_name(services, new_app.app.id)
+    assert set(by_name) == {"view", "view.end"}
+    assert by_name["view"]["id"] == "v-1" and by_name["view"]["dur"] is None
+    assert by_name["view.end"]["dur"] == 7.0
+    assert by_name["view.end"]["properties"] == {"name": "/a", "view_id": "v-1"}
+    assert len(await services.store.fetch_events(EventQuery(app_id=new_app.app.id))) == 2
 
 
 async def test_other_cly_events_keep_their_name_and_are_internal(

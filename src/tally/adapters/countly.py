@@ -349,7 +349,13 @@ class CountlyRequest:
             "payload": payload,
         }
         if name == VIEW_KEY:
-            name = "view"
+            # The web SDK reports a view twice under one id: the visit, then (without `visit`)
+            # the time spent. The second is the view's end, not a resend and not another view.
+            ended = fields["dur"] is not None and not _truthy(properties.get("visit"))
+            name = "view.end" if ended else "view"
+            if ended and isinstance(client_id, str) and client_id:
+                event_id = f"{client_id}:end"
+                properties["view_id"] = client_id
             fields["label"] = as_text(properties.get("name"))
             fields["url"] = as_text(properties.get("view"))
             fields["referrer"] = as_text(properties.get("referrer"))
