@@ -34,6 +34,8 @@ class DropReason(enum.StrEnum):
     """The request carries more events than the per-request limit allows."""
     INVALID_CHECKSUM = "invalid_checksum"
     """The request's checksum is missing or does not match the app's salt (Countly)."""
+    MISSING_IDENTITY = "missing_identity"
+    """The event names neither a user nor a device (Segment: no userId and no anonymousId)."""
 
 
 LINK_EVENT = "identity.link"

@@ -10,8 +10,8 @@ through the read API. A scenario runs once per module and several tests check wh
 from __future__ import annotations
 
 import json
-import time
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,7 +59,14 @@ SDK_NAME = "javascript_native_web"
 PAGE_PATH = "/index.html"
 VIEW_KEY = "[CLY]_view"
 VIEW_SECONDS = 2.5
-USER_EVENT_NAMES = {"session.start", "session.update", "session.end", "view", "view.end", "item purchase"}
+USER_EVENT_NAMES = {
+    "session.start",
+    "session.update",
+    "session.end",
+    "view",
+    "view.end",
+    "item purchase",
+}
 SDK_CONFIG = {
     "debug": True,
     "ignore_bots": False,

@@ -18,6 +18,7 @@ from tally.adapters.engagelab import (
     EngageLabRegisterAdapter,
 )
 from tally.adapters.native import NativeAdapter
+from tally.adapters.segment import segment_adapters
 from tally.http import ops, read
 from tally.http.asgi import Receive, Scope, Send
 from tally.http.countly_sdk import CountlySdkEndpoint
@@ -44,6 +45,7 @@ class TallyApp:
             "/v1/event/report": IngestEndpoint(EngageLabAdapter(), services),
             "/v1/user/register": IngestEndpoint(EngageLabRegisterAdapter(), services),
             "/v1/user/property": IngestEndpoint(EngageLabPropertyAdapter(), services),
+            **{path: IngestEndpoint(a, services) for path, a in segment_adapters().items()},
         }
 
         @contextlib.asynccontextmanager

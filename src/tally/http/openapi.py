@@ -10,6 +10,7 @@ import msgspec
 
 from tally import __version__
 from tally.adapters.native import ErrorResponse, IngestResponse, NativeBatch
+from tally.adapters.segment import CALL_TYPES, SegmentBatch, SegmentError, SegmentSuccess
 from tally.model import DropReason
 
 
@@ -148,10 +149,60 @@ def engagelab(operation: str, summary: str, body: str) -> dict[str, Any]:
     }
 
 
+def segment(call: str) -> dict[str, Any]:
+    """One Segment Tracking API endpoint (``call`` is a message type, or ``batch``)."""
+    body = (
+        _ref("SegmentBatch")
+        if call == "batch"
+        else {
+            "type": "object",
+            "description": "One Segment message: userId and/or anonymousId, messageId, "
+            "timestamp, context, properties or traits, plus the call's own fields (track: event; "
+            "page/screen: name; group: groupId; alias: previousId), and writeKey, sentAt.",
+            "additionalProperties": True,
+        }
+    )
+    return {
+        "post": {
+            "operationId": f"segment{call.title()}",
+            "summary": f"Segment Tracking API: {call}",
+            "description": "The write key is the app key: `writeKey` in the body, or HTTP Basic "
+            "with the write key as user name and an empty password. Dropped messages are kept as "
+            "failed events and listed in `rejected`; the status is still 200, as in Segment.",
+            "security": [{"segmentWriteKey": []}, {}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": _json("SegmentSuccess", '`{"success": true}`, with `rejected` if any.'),
+                "400": _json(
+                    "SegmentError",
+                    "`invalid_json`, `invalid_body`, `batch_too_large`, `body_too_large`, "
+                    "`too_many_events`.",
+                ),
+                "401": _json("SegmentError", "`missing_app_key`, `unknown_app_key`."),
+                "405": _json("SegmentError", "`method_not_allowed`."),
+                "503": _json("SegmentError", "`store_unavailable`: nothing stored; retry."),
+            },
+        },
+        "options": {
+            "operationId": f"segment{call.title()}Preflight",
+            "summary": "CORS preflight",
+            "responses": {"204": {"description": "CORS headers."}},
+        },
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [NativeBatch, IngestResponse, ErrorResponse, EventsPage],
+        [
+            NativeBatch,
+            IngestResponse,
+            ErrorResponse,
+            EventsPage,
+            SegmentBatch,
+            SegmentSuccess,
+            SegmentError,
+        ],
         ref_template="#/components/schemas/{name}",
     )
     reasons = ", ".join(f"`{r.value}`" for r in DropReason)
@@ -183,6 +234,11 @@ def openapi_document() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "basic",
                     "description": "The app's API key as user name and API secret as password.",
+                },
+                "segmentWriteKey": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "Segment: the app key as user name and an empty password.",
                 },
             },
         },
@@ -317,6 +373,7 @@ def openapi_document() -> dict[str, Any]:
                 "EngageLab: set or increase user attributes",
                 "`{euid, type: set|increase, properties}`.",
             ),
+            **{f"/v1/{call}": segment(call) for call in (*CALL_TYPES, "batch")},
             "/healthz": {
                 "get": {
                     "operationId": "healthz",
