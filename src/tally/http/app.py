@@ -19,6 +19,7 @@ from tally.adapters.engagelab import (
 )
 from tally.adapters.native import NativeAdapter
 from tally.adapters.segment import segment_adapters
+from tally.adapters.synerise import synerise_adapters
 from tally.http import ops, read
 from tally.http.asgi import Receive, Scope, Send
 from tally.http.countly_sdk import CountlySdkEndpoint
@@ -46,6 +47,7 @@ class TallyApp:
             "/v1/user/register": IngestEndpoint(EngageLabRegisterAdapter(), services),
             "/v1/user/property": IngestEndpoint(EngageLabPropertyAdapter(), services),
             **{path: IngestEndpoint(a, services) for path, a in segment_adapters().items()},
+            **{path: IngestEndpoint(a, services) for path, a in synerise_adapters().items()},
         }
 
         @contextlib.asynccontextmanager

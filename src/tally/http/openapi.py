@@ -11,6 +11,7 @@ import msgspec
 from tally import __version__
 from tally.adapters.native import ErrorResponse, IngestResponse, NativeBatch
 from tally.adapters.segment import CALL_TYPES, SegmentBatch, SegmentError, SegmentSuccess
+from tally.adapters.synerise import synerise_adapters
 from tally.model import DropReason
 
 
@@ -145,6 +146,28 @@ def engagelab(operation: str, summary: str, body: str) -> dict[str, Any]:
                 "content": {"application/json": {"schema": {"type": "object"}}},
             },
             "responses": {status: reply for status in ("200", "400", "401", "413", "503")},
+        }
+    }
+
+
+def synerise(path: str) -> dict[str, Any]:
+    """A Synerise v4 endpoint: 202 with no body on success; Synerise's error body otherwise."""
+    error = {
+        "description": "`{error, message, path, status, timestamp, errors: [{code, field, "
+        "message, rejectedValue}]}`",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+    name = path.removeprefix("/v4/").replace("/", "_").replace("-", "_")
+    return {
+        "post": {
+            "operationId": f"synerise_{name}",
+            "summary": f"Synerise: {path}",
+            "security": [{"apiKey": []}],
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+                "202": {"description": "Stored (some items of a batch may be rejected)."},
+                **{status: error for status in ("400", "401", "413", "503")},
+            },
         }
     }
 
@@ -374,6 +397,7 @@ def openapi_document() -> dict[str, Any]:
                 "`{euid, type: set|increase, properties}`.",
             ),
             **{f"/v1/{call}": segment(call) for call in (*CALL_TYPES, "batch")},
+            **{path: synerise(path) for path in synerise_adapters()},
             "/healthz": {
                 "get": {
                     "operationId": "healthz",

@@ -17,9 +17,11 @@ from tally.pipeline.timeparse import FUTURE_TOLERANCE, TimeError, correct_skew, 
 from tally.pipeline.useragent import parse_user_agent
 
 MAX_NAME_LENGTH: Final = 255
-NAME_LENGTH_BY_PROTOCOL: Final = {"countly": 127}
-"""Protocols whose documented rule is stricter than the default (Countly drops keys >= 128)."""
+NAME_LENGTH_BY_PROTOCOL: Final = {"countly": 127, "synerise": 32}
+"""Protocols whose documented rule is stricter than the default (Countly drops keys >= 128;
+Synerise actions have at most 32 characters)."""
 NAME_PATTERN_BY_PROTOCOL: Final = {
+    "synerise": (re.compile(r"[a-zA-Z0-9.\-_]+"), "letters, digits, '.', '-' and '_' only"),
     "engagelab": (
         re.compile(r"[a-z][a-z0-9_]*"),
         "lowercase letters, digits and underscores, starting with a letter",

@@ -1,0 +1,357 @@
+"""Synerise's REST events API (v4), server side: custom events, batches, the predefined event
+endpoints and transactions, with Synerise's error body (see docs/protocols.md).
+
+Authentication here is the workspace's HTTP Basic form, ``<workspace GUID>:<API key>``, which
+maps to the Tally app's API key and secret.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+
+from tally.adapters.base import (
+    Credentials,
+    DecodedBatch,
+    DecodedRequest,
+    IngestOutcome,
+    IngestRequest,
+    Reply,
+    RequestError,
+)
+from tally.catalog.models import App
+from tally.http.auth import basic_credentials
+from tally.model import Drop, DropReason, Event
+from tally.pipeline.timeparse import FUTURE_TOLERANCE, TimeError, parse_instant
+
+PROTOCOL = "synerise"
+MAX_BATCH = 1000
+RESERVED_PARAMS = frozenset(
+    {"modifiedBy", "apiKey", "eventUUID", "ip", "time", "businessProfileId"}
+)
+ORIGINAL_TIME = "snr-original-time"
+PREDEFINED_ACTIONS = {
+    "logged-in": "client.login",
+    "logged-out": "client.logout",
+    "registered": "client.register",
+    "added-to-cart": "product.addToCart",
+    "removed-from-cart": "product.removeFromCart",
+    "added-to-favorites": "product.addToFavorite",
+    "product-view": "product.view",
+    "searched": "client.search",
+    "shared": "client.shared",
+    "visited-screen": "screen.view",
+    "application-started": "client.applicationStarted",
+    "appeared-in-location": "client.appearedInLocation",
+    "hit-timer": "client.hitTimer",
+    "cancelled-transaction": "transaction.cancel",
+    "assigned-to-company": "client.assignedToCompany",
+    "item-search-click": "item.search.click",
+    "push/received": "push.receive",
+    "push/viewed": "push.view",
+    "push/clicked": "push.click",
+    "push/cancelled": "push.cancel",
+}
+"""Endpoint under /v4/events/ -> the action it records (a body ``action`` is ignored there)."""
+ERROR_CODES = {
+    "invalid_json": 1001,
+    "invalid_body": 1002,
+    "invalid_event": 1003,
+    "missing_name": 1004,
+    "invalid_name": 1005,
+    "invalid_time": 1006,
+    "invalid_id": 1007,
+    "event_too_large": 1008,
+    "too_many_properties": 1009,
+    "too_many_events": 1010,
+}
+"""Tally's numbers for ``errors[].code`` (Synerise's own catalogue is not public)."""
+_FIELD_OF_CODE = {
+    "missing_name": "action",
+    "invalid_name": "action",
+    "invalid_time": "time",
+    "invalid_id": "eventSalt",
+    "too_many_properties": "params",
+}
+
+_AUTH_MESSAGES = {
+    "missing_app_key": "send the workspace credentials with HTTP Basic authentication "
+    "(the app's API key and API secret)",
+    "unknown_app_key": "the workspace credentials are not valid",
+}
+_json = msgspec.json.Encoder()
+_any = msgspec.json.Decoder()
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+class SyneriseClient(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    id: int | str | None = None
+    uuid: str | None = None
+    customId: str | None = None
+    email: str | None = None
+
+
+class SyneriseEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    action: str | None = None
+    label: str | None = None
+    client: SyneriseClient | None = None
+    params: dict[str, Any] | None = None
+    time: str | None = None
+    eventSalt: str | None = None
+
+
+class Money(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    amount: float
+    currency: str
+
+
+class Transaction(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    client: SyneriseClient | None = None
+    orderId: str | None = None
+    value: Money | None = None
+    revenue: Money | None = None
+    products: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    recordedAt: str | None = None
+    eventSalt: str | None = None
+    metadata: dict[str, Any] | None = None
+    paymentInfo: dict[str, Any] | None = None
+
+
+_event = msgspec.json.Decoder(SyneriseEvent)
+_transaction = msgspec.json.Decoder(Transaction)
+
+
+class _Invalid(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+
+
+def _identity(client: SyneriseClient | None) -> tuple[str | None, str | None]:
+    """(user, device): customId, else email, else the numeric id; and the uuid."""
+    if client is None:
+        raise _Invalid("client", "is required")
+    user = client.customId or client.email or (str(client.id) if client.id is not None else None)
+    if user is None and not client.uuid:
+        raise _Invalid("client", "needs at least one of id, uuid, customId, email")
+    return user, client.uuid or None
+
+
+def _properties(params: dict[str, Any] | None, time: str | None) -> dict[str, Any]:
+    properties = {k: v for k, v in (params or {}).items() if k not in RESERVED_PARAMS}
+    if time:
+        try:
+            instant = parse_instant(time)
+        except TimeError:
+            return properties  # the pipeline rejects it with its reason
+        if instant > datetime.now(UTC) + FUTURE_TOLERANCE:
+            properties[ORIGINAL_TIME] = time
+    return properties
+
+
+def error_body(status: int, path: str, message: str, errors: list[dict[str, Any]]) -> bytes:
+    return _json.encode(
+        {
+            "error": HTTPStatus(status).phrase,
+            "message": message,
+            "path": path,
+            "status": status,
+            "timestamp": datetime.now(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "errors": errors,
+        }
+    )
+
+
+class SyneriseEventsAdapter:
+    """``/v4/events/custom`` (``action`` from the body) or a predefined endpoint (fixed action)."""
+
+    protocol = PROTOCOL
+    methods = ("POST",)
+    cors_headers: list[tuple[str, str]] = []
+
+    def __init__(self, path: str, action: str | None = None) -> None:
+        self.path = path
+        self.action = action
+
+    def credentials(self, request: IngestRequest) -> Credentials | None:
+        return basic_credentials(request.headers.get("authorization"))
+
+    def check(self, app: App, request: IngestRequest) -> None:
+        return None
+
+    def preflight(self) -> Reply:
+        return Reply(status=204, body=b"")
+
+    def _items(self, request: IngestRequest) -> list[msgspec.Raw]:
+        raw = self._parse(request.body, msgspec.json.Decoder(msgspec.Raw))
+        return [raw]
+
+    @staticmethod
+    def _parse(body: bytes, decoder: msgspec.json.Decoder) -> Any:
+        try:
+            return decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise RequestError(400, "invalid_body", f"invalid request body: {exc}") from exc
+        except msgspec.DecodeError as exc:
+            raise RequestError(
+                400, "invalid_json", f"request body is not valid JSON: {exc}"
+            ) from exc
+
+    def decode(self, request: IngestRequest) -> DecodedBatch:
+        events: list[Event] = []
+        errors: list[tuple[Event, Drop]] = []
+        for index, raw in enumerate(self._items(request)):
+            payload = bytes(raw)
+            try:
+                events.extend(self._events(index, raw, payload))
+            except (_Invalid, msgspec.ValidationError, msgspec.DecodeError) as exc:
+                bare = Event(index=index, protocol=PROTOCOL, payload=payload)
+                errors.append((bare, Drop(DropReason.INVALID_EVENT, str(exc))))
+        part = DecodedRequest(credentials=self.credentials(request), events=events, errors=errors)
+        return DecodedBatch(parts=[part])
+
+    def _events(self, index: int, raw: msgspec.Raw, payload: bytes) -> list[Event]:
+        item = _event.decode(raw)
+        if not item.label:
+            raise _Invalid("label", "must not be empty")
+        user, device = _identity(item.client)
+        return [
+            Event(
+                index=index,
+                protocol=PROTOCOL,
+                name=self.action or item.action,
+                label=item.label,
+                id=item.eventSalt,
+                raw_time=item.time,
+                user_id=user,
+                device_id=device,
+                properties=_properties(item.params, item.time),
+                payload=payload,
+            )
+        ]
+
+    def encode(self, outcome: IngestOutcome) -> Reply:
+        result = outcome.result
+        if outcome.rejected and not (result.accepted or result.duplicates):
+            errors = [self._error_entry(r.index, r.code, r.message) for r in outcome.rejected]
+            body = error_body(400, self.path, "the request was not accepted", errors)
+            return Reply(status=400, body=body)
+        return Reply(status=202, body=b"")
+
+    def _error_entry(self, index: int, code: str, message: str) -> dict[str, Any]:
+        field, sep, rest = message.partition(": ")
+        if not sep or " " in field:
+            field, rest = _FIELD_OF_CODE.get(code, ""), message
+        return {
+            "code": ERROR_CODES.get(code, 1000),
+            "field": self._field(index, field) if field else None,
+            "message": rest,
+            "rejectedValue": None,
+        }
+
+    def _field(self, index: int, field: str) -> str:
+        return field
+
+    def encode_error(self, error: RequestError) -> Reply:
+        message = _AUTH_MESSAGES.get(error.code, error.message)
+        errors = []
+        if error.status == 400 or error.code in ERROR_CODES:
+            errors.append(
+                {
+                    "code": ERROR_CODES.get(error.code, 1000),
+                    "field": None,
+                    "message": error.message,
+                    "rejectedValue": None,
+                }
+            )
+        body = error_body(error.status, self.path, message, errors)
+        return Reply(status=error.status, body=body, headers=error.headers)
+
+
+class SyneriseBatchAdapter(SyneriseEventsAdapter):
+    """``/v4/events/batch``: a JSON array of at most 1000 events."""
+
+    def _items(self, request: IngestRequest) -> list[msgspec.Raw]:
+        items = self._parse(request.body, _raw_list)
+        if len(items) > MAX_BATCH:
+            raise RequestError(
+                400,
+                "too_many_events",
+                f"a batch holds at most {MAX_BATCH} events, got {len(items)}",
+            )
+        return items
+
+    def _field(self, index: int, field: str) -> str:
+        return f"[{index}].{field}"
+
+
+class SyneriseTransactionsAdapter(SyneriseBatchAdapter):
+    """``/v4/transactions`` (one) and ``/v4/transactions/batch`` (an array): each transaction is
+    a ``transaction.charge`` event plus a ``product.buy`` event per product."""
+
+    def __init__(self, path: str, *, batch: bool) -> None:
+        super().__init__(path)
+        self.batch = batch
+
+    def _items(self, request: IngestRequest) -> list[msgspec.Raw]:
+        if self.batch:
+            return super()._items(request)
+        return [self._parse(request.body, msgspec.json.Decoder(msgspec.Raw))]
+
+    def _field(self, index: int, field: str) -> str:
+        return super()._field(index, field) if self.batch else field
+
+    def _events(self, index: int, raw: msgspec.Raw, payload: bytes) -> list[Event]:
+        item = _transaction.decode(raw)
+        user, device = _identity(item.client)
+        if not item.orderId:
+            raise _Invalid("orderId", "is required")
+        if item.value is None:
+            raise _Invalid("value", "is required")
+        charge = {
+            "orderId": item.orderId,
+            "value": msgspec.to_builtins(item.value),
+            "products": item.products,
+        }
+        for key in ("revenue", "metadata", "paymentInfo"):
+            value = getattr(item, key)
+            if value is not None:
+                charge[key] = msgspec.to_builtins(value)
+        common = {
+            "index": index,
+            "protocol": PROTOCOL,
+            "raw_time": item.recordedAt,
+            "user_id": user,
+            "device_id": device,
+            "payload": payload,
+        }
+        salt = item.eventSalt
+        events = [Event(name="transaction.charge", id=salt, properties=charge, **common)]
+        for position, product in enumerate(item.products):
+            events.append(
+                Event(
+                    name="product.buy",
+                    id=f"{salt}:{position}" if salt else None,
+                    properties={"orderId": item.orderId, **product},
+                    **common,
+                )
+            )
+        return events
+
+
+def synerise_adapters() -> dict[str, SyneriseEventsAdapter]:
+    """Every Synerise endpoint Tally serves, by path."""
+    adapters: dict[str, SyneriseEventsAdapter] = {
+        "/v4/events/custom": SyneriseEventsAdapter("/v4/events/custom"),
+        "/v4/events/batch": SyneriseBatchAdapter("/v4/events/batch"),
+        "/v4/transactions": SyneriseTransactionsAdapter("/v4/transactions", batch=False),
+        "/v4/transactions/batch": SyneriseTransactionsAdapter("/v4/transactions/batch", batch=True),
+    }
+    for endpoint, action in PREDEFINED_ACTIONS.items():
+        path = f"/v4/events/{endpoint}"
+        adapters[path] = SyneriseEventsAdapter(path, action)
+    return adapters
