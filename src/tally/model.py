@@ -49,6 +49,8 @@ class Drop(msgspec.Struct, frozen=True):
 
     reason: DropReason
     message: str
+    value: Any = None
+    """The offending value, where one field is to blame (echoed by protocols that report it)."""
 
 
 class Event(msgspec.Struct, kw_only=True):

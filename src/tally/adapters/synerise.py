@@ -25,6 +25,7 @@ from tally.adapters.base import (
 from tally.catalog.models import App
 from tally.http.auth import basic_credentials
 from tally.model import Drop, DropReason, Event
+from tally.pipeline.runner import Rejection
 from tally.pipeline.timeparse import FUTURE_TOLERANCE, TimeError, parse_instant
 
 PROTOCOL = "synerise"
@@ -125,8 +126,9 @@ _transaction = msgspec.json.Decoder(Transaction)
 
 
 class _Invalid(Exception):
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, value: Any = None) -> None:
         super().__init__(f"{field}: {message}")
+        self.value = value
 
 
 def _identity(client: SyneriseClient | None) -> tuple[str | None, str | None]:
@@ -135,7 +137,9 @@ def _identity(client: SyneriseClient | None) -> tuple[str | None, str | None]:
         raise _Invalid("client", "is required")
     user = client.customId or client.email or (str(client.id) if client.id is not None else None)
     if user is None and not client.uuid:
-        raise _Invalid("client", "needs at least one of id, uuid, customId, email")
+        raise _Invalid(
+            "client", "needs at least one of id, uuid, customId, email", msgspec.to_builtins(client)
+        )
     return user, client.uuid or None
 
 
@@ -210,14 +214,15 @@ class SyneriseEventsAdapter:
                 events.extend(self._events(index, raw, payload))
             except (_Invalid, msgspec.ValidationError, msgspec.DecodeError) as exc:
                 bare = Event(index=index, protocol=PROTOCOL, payload=payload)
-                errors.append((bare, Drop(DropReason.INVALID_EVENT, str(exc))))
+                value = exc.value if isinstance(exc, _Invalid) else None
+                errors.append((bare, Drop(DropReason.INVALID_EVENT, str(exc), value)))
         part = DecodedRequest(credentials=self.credentials(request), events=events, errors=errors)
         return DecodedBatch(parts=[part])
 
     def _events(self, index: int, raw: msgspec.Raw, payload: bytes) -> list[Event]:
         item = _event.decode(raw)
         if not item.label:
-            raise _Invalid("label", "must not be empty")
+            raise _Invalid("label", "must not be empty", item.label)
         user, device = _identity(item.client)
         return [
             Event(
@@ -237,20 +242,20 @@ class SyneriseEventsAdapter:
     def encode(self, outcome: IngestOutcome) -> Reply:
         result = outcome.result
         if outcome.rejected and not (result.accepted or result.duplicates):
-            errors = [self._error_entry(r.index, r.code, r.message) for r in outcome.rejected]
+            errors = [self._error_entry(r) for r in outcome.rejected]
             body = error_body(400, self.path, "the request was not accepted", errors)
             return Reply(status=400, body=body)
         return Reply(status=202, body=b"")
 
-    def _error_entry(self, index: int, code: str, message: str) -> dict[str, Any]:
-        field, sep, rest = message.partition(": ")
+    def _error_entry(self, rejection: Rejection) -> dict[str, Any]:
+        field, sep, rest = rejection.message.partition(": ")
         if not sep or " " in field:
-            field, rest = _FIELD_OF_CODE.get(code, ""), message
+            field, rest = _FIELD_OF_CODE.get(rejection.code, ""), rejection.message
         return {
-            "code": ERROR_CODES.get(code, 1000),
-            "field": self._field(index, field) if field else None,
+            "code": ERROR_CODES.get(rejection.code, 1000),
+            "field": self._field(rejection.index, field) if field else None,
             "message": rest,
-            "rejectedValue": None,
+            "rejectedValue": rejection.value,
         }
 
     def _field(self, index: int, field: str) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import msgspec
 
 from tally.model import Drop, DropReason, Event, FailedEvent
 from tally.pipeline.context import RequestContext
 
+_NAME_REASONS = frozenset({DropReason.MISSING_NAME, DropReason.INVALID_NAME})
 Step: TypeAlias = Callable[[Event, RequestContext], "Event | Drop"]
 
 
@@ -20,6 +21,8 @@ class Rejection(msgspec.Struct, frozen=True):
     index: int
     code: str
     message: str
+    value: Any = None
+    """The rejected value: the one the drop names, or the event name for name rules."""
 
 
 class PipelineResult(msgspec.Struct, kw_only=True):
@@ -67,7 +70,10 @@ class Pipeline:
 
         def drop(event: Event, verdict: Drop) -> None:
             failed.append(failed_record(ctx, event, verdict))
-            rejected.append(Rejection(event.index, verdict.reason.value, verdict.message))
+            value = verdict.value
+            if value is None and verdict.reason in _NAME_REASONS:
+                value = event.name
+            rejected.append(Rejection(event.index, verdict.reason.value, verdict.message, value))
             counts[verdict.reason] += 1
 
         for event, verdict in decode_errors:
