@@ -119,3 +119,14 @@ class Adapter(Protocol):
     def encode(self, outcome: IngestOutcome) -> Reply: ...
 
     def encode_error(self, error: RequestError) -> Reply: ...
+
+
+def decode_json_body(body: bytes, decoder: msgspec.json.Decoder) -> Any:
+    """Decode a JSON body, refusing it the same way for every protocol: ``invalid_json`` when it
+    is not JSON, ``invalid_body`` when it is not the expected shape."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise RequestError(400, "invalid_body", f"invalid request body: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise RequestError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc

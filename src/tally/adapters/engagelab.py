@@ -20,6 +20,7 @@ from tally.adapters.base import (
     IngestRequest,
     Reply,
     RequestError,
+    decode_json_body,
 )
 from tally.catalog.models import App
 from tally.http.auth import basic_credentials
@@ -90,15 +91,6 @@ def euid_for(identity_name: str, value: str) -> int:
     return (int.from_bytes(digest.digest(), "big") >> 11) or 1
 
 
-def _body(request: IngestRequest, decoder: msgspec.json.Decoder) -> Any:
-    try:
-        return decoder.decode(request.body)
-    except msgspec.ValidationError as exc:
-        raise RequestError(400, "invalid_body", f"invalid request body: {exc}") from exc
-    except msgspec.DecodeError as exc:
-        raise RequestError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
-
-
 class EngageLabAdapter:
     """``POST /v1/event/report``: a batch of behaviour events of EUIDs."""
 
@@ -116,7 +108,7 @@ class EngageLabAdapter:
         return Reply(status=204, body=b"")
 
     def decode(self, request: IngestRequest) -> DecodedBatch:
-        report = _body(request, _report)
+        report = decode_json_body(request.body, _report)
         events: list[Event] = []
         errors: list[tuple[Event, Drop]] = []
         for index, raw in enumerate(report.data):
@@ -177,7 +169,7 @@ class EngageLabRegisterAdapter(EngageLabAdapter):
     identity and its EUID are one person in queries."""
 
     def decode(self, request: IngestRequest) -> DecodedBatch:
-        registration = _body(request, _registration)
+        registration = decode_json_body(request.body, _registration)
         name = registration.identity_name
         if name not in IDENTITY_NAMES:
             raise RequestError(
@@ -224,7 +216,7 @@ class EngageLabPropertyAdapter(EngageLabAdapter):
     of the EUID (``user.set``, ``user.increase``)."""
 
     def decode(self, request: IngestRequest) -> DecodedBatch:
-        change = _body(request, _user_property)
+        change = decode_json_body(request.body, _user_property)
         if change.type not in PROPERTY_OPERATIONS:
             raise RequestError(
                 400, "invalid_body", f"type must be one of {sorted(PROPERTY_OPERATIONS)}"

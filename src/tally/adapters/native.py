@@ -15,6 +15,7 @@ from tally.adapters.base import (
     IngestRequest,
     Reply,
     RequestError,
+    decode_json_body,
 )
 from tally.catalog.models import App
 from tally.model import Drop, DropReason, Event
@@ -111,14 +112,7 @@ class NativeAdapter:
         return AppKey(key) if key else None
 
     def decode(self, request: IngestRequest) -> DecodedBatch:
-        try:
-            envelope = _envelope.decode(request.body)
-        except msgspec.ValidationError as exc:
-            raise RequestError(400, "invalid_body", f"invalid request body: {exc}") from exc
-        except msgspec.DecodeError as exc:
-            raise RequestError(
-                400, "invalid_json", f"request body is not valid JSON: {exc}"
-            ) from exc
+        envelope = decode_json_body(request.body, _envelope)
         sent_at = None
         if envelope.sent_at is not None:
             try:

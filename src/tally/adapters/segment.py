@@ -27,6 +27,7 @@ from tally.adapters.base import (
     IngestRequest,
     Reply,
     RequestError,
+    decode_json_body,
 )
 from tally.catalog.models import App
 from tally.model import LINK_EVENT, LINK_PREVIOUS, Drop, DropReason, Event
@@ -244,15 +245,6 @@ def _checked(event: Event) -> Drop | None:
     return None
 
 
-def _decode_json(body: bytes, decoder: msgspec.json.Decoder) -> Any:
-    try:
-        return decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise RequestError(400, "invalid_body", f"invalid request body: {exc}") from exc
-    except msgspec.DecodeError as exc:
-        raise RequestError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
-
-
 def _write_key(value: Any) -> Credentials | None:
     key = _text(value)
     return AppKey(key) if key else None
@@ -340,7 +332,7 @@ class SegmentAdapter:
 
     def decode(self, request: IngestRequest) -> DecodedBatch:
         body = read_body(request, batch=False)
-        message = _decode_json(body, _decode)
+        message = decode_json_body(body, _decode)
         if not isinstance(message, dict):
             raise RequestError(400, "invalid_body", "the body must be a JSON object")
         events: list[Event] = []
@@ -384,7 +376,7 @@ class SegmentBatchAdapter(SegmentAdapter):
         self.call = "batch"
 
     def decode(self, request: IngestRequest) -> DecodedBatch:
-        envelope: SegmentBatch = _decode_json(read_body(request, batch=True), _batch)
+        envelope: SegmentBatch = decode_json_body(read_body(request, batch=True), _batch)
         if len(envelope.batch) > MAX_BATCH_ITEMS:
             raise RequestError(
                 400,

@@ -21,6 +21,7 @@ from tally.adapters.base import (
     IngestRequest,
     Reply,
     RequestError,
+    decode_json_body,
 )
 from tally.catalog.models import App
 from tally.http.auth import basic_credentials
@@ -191,19 +192,8 @@ class SyneriseEventsAdapter:
         return Reply(status=204, body=b"")
 
     def _items(self, request: IngestRequest) -> list[msgspec.Raw]:
-        raw = self._parse(request.body, msgspec.json.Decoder(msgspec.Raw))
+        raw = decode_json_body(request.body, msgspec.json.Decoder(msgspec.Raw))
         return [raw]
-
-    @staticmethod
-    def _parse(body: bytes, decoder: msgspec.json.Decoder) -> Any:
-        try:
-            return decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            raise RequestError(400, "invalid_body", f"invalid request body: {exc}") from exc
-        except msgspec.DecodeError as exc:
-            raise RequestError(
-                400, "invalid_json", f"request body is not valid JSON: {exc}"
-            ) from exc
 
     def decode(self, request: IngestRequest) -> DecodedBatch:
         events: list[Event] = []
@@ -281,7 +271,7 @@ class SyneriseBatchAdapter(SyneriseEventsAdapter):
     """``/v4/events/batch``: a JSON array of at most 1000 events."""
 
     def _items(self, request: IngestRequest) -> list[msgspec.Raw]:
-        items = self._parse(request.body, _raw_list)
+        items = decode_json_body(request.body, _raw_list)
         if len(items) > MAX_BATCH:
             raise RequestError(
                 400,
@@ -305,7 +295,7 @@ class SyneriseTransactionsAdapter(SyneriseBatchAdapter):
     def _items(self, request: IngestRequest) -> list[msgspec.Raw]:
         if self.batch:
             return super()._items(request)
-        return [self._parse(request.body, msgspec.json.Decoder(msgspec.Raw))]
+        return [decode_json_body(request.body, msgspec.json.Decoder(msgspec.Raw))]
 
     def _field(self, index: int, field: str) -> str:
         return super()._field(index, field) if self.batch else field
