@@ -19,6 +19,8 @@ from tally.limits import Limits
 from tally.pipeline import RequestContext
 from tally.store.embedded import EmbeddedStore
 
+pytest_plugins = ["support"]  # the real-server fixtures (servers) of tests/support.py
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "TALLY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

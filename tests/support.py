@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -370,6 +370,16 @@ class ServerFactory:
     def cleanup(self) -> None:
         for server in self.started:
             server.cleanup()
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[ServerFactory]:
+    """Starts real servers for one test and kills every one of them afterwards."""
+    factory = ServerFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.cleanup()
 
 
 def wait_for_events(

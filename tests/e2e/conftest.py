@@ -9,24 +9,14 @@ ends, however the test ends. The helpers themselves live in tests/support.py.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support import App, ServerFactory, create_app
+from support import App, create_app
 
 if not sys.platform.startswith("linux"):  # pragma: no cover
     pytest.skip("the end-to-end tests use process groups and /proc", allow_module_level=True)
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[ServerFactory]:
-    factory = ServerFactory(tmp_path)
-    try:
-        yield factory
-    finally:
-        factory.cleanup()
 
 
 @pytest.fixture

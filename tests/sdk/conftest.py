@@ -8,24 +8,20 @@ process group, the browser, node) is stopped when the test ends, however it ends
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support import SDK_TEST_WORKERS, App, Server, ServerFactory, create_app
+from support import (
+    SDK_TEST_WORKERS,
+    App,
+    Server,
+    ServerFactory,
+    create_app,
+)
 
 if not sys.platform.startswith("linux"):  # pragma: no cover
     pytest.skip("the SDK tests use process groups and /proc", allow_module_level=True)
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[ServerFactory]:
-    factory = ServerFactory(tmp_path)
-    try:
-        yield factory
-    finally:
-        factory.cleanup()
 
 
 @pytest.fixture

@@ -36,7 +36,6 @@ CORS_HEADERS = [
     ("access-control-allow-headers", "countly-token, Content-Type"),
 ]
 IGNORED_DEVICE = "00000000-0000-0000-0000-000000000000"
-JSON_PARAMS = frozenset({"events", "metrics", "user_details", "consent", "crash", "hc", "requests"})
 # Left out of a request's fingerprint, as Countly leaves them out of its duplicate check.
 UNHASHED_PARAMS = frozenset({"rr", "checksum", "checksum256"})
 SESSION_DURATION_LIMIT = 86_400

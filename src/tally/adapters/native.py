@@ -24,7 +24,6 @@ from tally.pipeline.timeparse import TimeError, parse_instant
 PROTOCOL = "native"
 KEY_HEADER = "x-tally-key"
 
-Scalar = str | int | float | bool | None
 Id = str | int
 
 

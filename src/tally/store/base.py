@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from tally.sink import AppendBatch, AppendResult
+from tally.sink import Sink
 from tally.store.query import EventQuery
 
 
-class EventStore(Protocol):
-    async def append(self, batch: AppendBatch) -> AppendResult:
-        """Store the batch; returns only after it is durable."""
-        ...
+class EventStore(Sink, Protocol):
+    """A sink that can also be read (the embedded default's sink is the store itself)."""
 
     async def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]: ...
 
