@@ -36,6 +36,30 @@ class DropReason(enum.StrEnum):
     """The request's checksum is missing or does not match the app's salt (Countly)."""
     MISSING_IDENTITY = "missing_identity"
     """The event names neither a user nor a device (Segment: no userId and no anonymousId)."""
+    UNDEFINED_EVENT = "undefined_event"
+    """The path requires a definition (browser tracker, customer JWT, strict app) and the event
+    has none."""
+    FORBIDDEN_EVENT = "forbidden_event"
+    """The event's definition does not allow it with the credentials the request used."""
+    RESERVED_EVENT = "reserved_event"
+    """The name is reserved for a dedicated endpoint (``transaction.charge``: transactions)."""
+    MISSING_PROPERTY = "missing_property"
+    """A property the event's definition requires is absent."""
+    INVALID_PROPERTY = "invalid_property"
+    """A property's value does not have its defined type (and could not, or must not, be
+    coerced)."""
+
+
+class Access(enum.StrEnum):
+    """Who a request speaks for, by the credentials it used; event permissions are checked
+    against it."""
+
+    ANONYMOUS = "anonymous"
+    """A public key: the app key, a Synerise tracker key."""
+    CUSTOMER = "customer"
+    """A customer (profile) JWT: an authenticated end user."""
+    SERVER = "server"
+    """The app's API key and secret, or a workspace JWT: a trusted back end."""
 
 
 LINK_EVENT = "identity.link"
@@ -51,6 +75,14 @@ class Drop(msgspec.Struct, frozen=True):
     message: str
     value: Any = None
     """The offending value, where one field is to blame (echoed by protocols that report it)."""
+
+
+class Discard(msgspec.Struct, frozen=True):
+    """A pipeline step's verdict that an event is unwanted (an allow/deny list, a bot, internal
+    traffic). Unlike a ``Drop`` it is not an error: the client is not told, the event is not kept
+    as failed, and each rule counts the events it discarded."""
+
+    rule: str
 
 
 class Event(msgspec.Struct, kw_only=True):
@@ -90,6 +122,13 @@ class Event(msgspec.Struct, kw_only=True):
     referrer: str | None = None
     locale: str | None = None
     timezone: str | None = None
+    country_code: str | None = None
+    """ISO 3166-1 alpha-2, as the client or SDK states it (Countly ``country_code``)."""
+    city: str | None = None
+    location: str | None = None
+    """``"lat,lon"`` as the client states it (Countly ``location``)."""
+    coerced_properties: list[str] = msgspec.field(default_factory=list)
+    """Properties whose value was converted to the type their definition gives."""
     internal: bool = False
     """An SDK's own bookkeeping event (Countly ``[CLY]_`` keys), kept but apart from user events."""
     payload: bytes = b""
@@ -107,3 +146,6 @@ class FailedEvent(msgspec.Struct, kw_only=True):
     payload: bytes
     name: str | None = None
     event_index: int | None = None
+    replay: bytes | None = None
+    """What replaying needs (``pipeline.replay``); None when the request could not be decoded
+    into events at all."""

@@ -25,6 +25,9 @@ class EventContext(msgspec.Struct):
     referrer: str | None
     locale: str | None
     timezone: str | None
+    country_code: str | None
+    city: str | None
+    location: str | None
 
 
 class SdkInfo(msgspec.Struct):
@@ -46,6 +49,9 @@ class StoredEvent(msgspec.Struct):
     dur: float | None
     properties: dict[str, Any]
     undefined_properties: list[str]
+    """Properties the event's definition does not name (kept, but out of analytics)."""
+    coerced_properties: list[str]
+    """Properties whose value was converted to the type their definition gives."""
     protocol: str
     internal: bool
     sdk: SdkInfo

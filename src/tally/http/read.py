@@ -27,6 +27,9 @@ _CONTEXT = (
     "referrer",
     "locale",
     "timezone",
+    "country_code",
+    "city",
+    "location",
 )
 
 
@@ -68,6 +71,7 @@ def event_json(row: dict[str, Any]) -> dict[str, Any]:
         "dur": row["dur"],
         "properties": row["properties"],
         "undefined_properties": row["undefined_properties"],
+        "coerced_properties": row["coerced_properties"],
         "protocol": row["protocol"],
         "internal": row["internal"],
         "sdk": {"name": row["sdk_name"], "version": row["sdk_version"]},

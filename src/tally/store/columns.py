@@ -48,6 +48,10 @@ EVENT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("locale", pa.string()),
     ("timezone", pa.string()),
     ("internal", pa.bool_()),
+    ("country_code", pa.string()),
+    ("city", pa.string()),
+    ("location", pa.string()),
+    ("coerced_properties", pa.list_(pa.string())),
 )
 EVENT_COLUMN_NAMES = tuple(name for name, _ in EVENT_COLUMNS)
 
@@ -63,6 +67,7 @@ FAILED_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("payload", pa.binary()),
     ("name", pa.string()),
     ("event_index", pa.int32()),
+    ("replay", pa.binary()),
 )
 FAILED_SCHEMA = pa.schema(FAILED_COLUMNS)
 
@@ -120,6 +125,10 @@ def event_rows(app_id: str, events: Sequence[Event]) -> list[EventRow]:
                 e.locale,
                 e.timezone,
                 e.internal,
+                e.country_code,
+                e.city,
+                e.location,
+                e.coerced_properties or None,
                 hi,
                 lo,
             )
@@ -138,6 +147,7 @@ def failed_rows(failed: Sequence[FailedEvent]) -> list[FailedRow]:
             f.payload,
             f.name,
             f.event_index,
+            f.replay,
         )
         for f in failed
     ]

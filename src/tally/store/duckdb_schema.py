@@ -98,8 +98,32 @@ def _v3(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _v4(conn: duckdb.DuckDBPyConnection) -> None:
+    for column in ("country_code", "city", "location"):
+        conn.execute(f"ALTER TABLE events ADD COLUMN {column} VARCHAR")
+    conn.execute("ALTER TABLE events ADD COLUMN coerced_properties VARCHAR[]")
+    # What replaying a failed event needs (the decoded event and its request context), and
+    # whether it was replayed, as which event.
+    conn.execute("ALTER TABLE failed_events ADD COLUMN replay BLOB")
+    conn.execute("ALTER TABLE failed_events ADD COLUMN replayed_at TIMESTAMP")
+    conn.execute("ALTER TABLE failed_events ADD COLUMN replayed_as VARCHAR")
+    # Events discarded on purpose (allow/deny lists, bots, internal traffic), counted per rule.
+    conn.execute(
+        """
+        CREATE TABLE discarded_events (
+            app_id VARCHAR NOT NULL,
+            rule VARCHAR NOT NULL,
+            day DATE NOT NULL,
+            count BIGINT NOT NULL,
+            PRIMARY KEY (app_id, rule, day)
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Migration[duckdb.DuckDBPyConnection]] = [
     Migration(1, "events, failed events and the dedup index", _v1),
     Migration(2, "events.internal marks SDK-internal events (Countly [CLY]_ keys)", _v2),
     Migration(3, "identity links between devices and customers", _v3),
+    Migration(4, "geo and coerced-property columns, failed-event replay, discard counts", _v4),
 ]

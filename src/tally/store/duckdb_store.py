@@ -255,6 +255,7 @@ class DuckDBStore:
                 _json.decode(record["properties"]) if record["properties"] else {}
             )
             record["undefined_properties"] = record["undefined_properties"] or []
+            record["coerced_properties"] = record["coerced_properties"] or []
             for field in ("time", "received_at"):
                 record[field] = record[field].replace(tzinfo=UTC)
             out.append(record)
