@@ -12,11 +12,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tally.catalog import App, Catalog, NewApp, sqlite_url
+from tally.catalog import App, Catalog, NewApp, schema, sqlite_url
 from tally.http.app import TallyApp
 from tally.http.services import Services
 from tally.limits import Limits
 from tally.pipeline import RequestContext
+from tally.pipeline.app_rules import AppRules
 from tally.store.embedded import EmbeddedStore
 
 pytest_plugins = ["support"]  # the real-server fixtures (servers) of tests/support.py
@@ -73,7 +74,8 @@ def postgres_catalog_url(postgres_server: str) -> Iterator[str]:
     """The session database, emptied before each test."""
     engine = sa.create_engine(postgres_server.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS apps, tally_schema CASCADE"))
+        tables = [*(t.name for t in reversed(schema.metadata.sorted_tables)), "tally_schema"]
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {', '.join(tables)} CASCADE"))
     engine.dispose()
     yield postgres_server
 
@@ -97,6 +99,7 @@ def limits() -> Limits:
 def ctx(app: App, limits: Limits) -> RequestContext:
     return RequestContext(
         app=app,
+        rules=AppRules(app),
         protocol="native",
         received_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
         limits=limits,

@@ -29,6 +29,7 @@ def test_apps_create_list_show_json(tmp_path: Path) -> None:
         "api_secret",
         "created_at",
         "settings",
+        "catalog_version",
     }
     assert created["name"] == "Shop"
 

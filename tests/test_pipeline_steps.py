@@ -151,11 +151,18 @@ def test_runner_keeps_order_and_records_failures(ctx: RequestContext) -> None:
     assert pipeline.step_names == [
         "limit_event_size",
         "check_name",
+        "rename_alias",
+        "check_reserved",
+        "filter_lists",
+        "enrich_context",
+        "filter_traffic",
         "resolve_time",
         "check_measures",
         "limit_properties",
-        "enrich_context",
+        "bind_customer",
+        "check_definition",
         "assign_id",
+        "note_first_seen",
     ]
     decode_error = (
         event(index=1, name=None, payload=b"[]"),

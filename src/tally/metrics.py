@@ -27,6 +27,21 @@ EVENTS_DROPPED = Counter(
     "Events rejected and kept as failed events, by protocol and reason.",
     ["protocol", "reason"],
 )
+EVENTS_DISCARDED = Counter(
+    "tally_events_discarded_total",
+    "Events discarded on purpose (allow/deny lists, bots, internal traffic), by protocol and rule.",
+    ["protocol", "rule"],
+)
+NAME_CONVENTION_WARNINGS = Counter(
+    "tally_name_convention_warnings_total",
+    "Events accepted although their name breaks the context.action convention, by protocol.",
+    ["protocol"],
+)
+PROPERTIES_COERCED = Counter(
+    "tally_properties_coerced_total",
+    "Property values converted to the type their definition gives, by protocol.",
+    ["protocol"],
+)
 REQUESTS_REJECTED = Counter(
     "tally_requests_rejected_total",
     "Ingest requests refused as a whole, by protocol and error code.",

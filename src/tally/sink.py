@@ -16,10 +16,16 @@ class AppendBatch(msgspec.Struct, kw_only=True, array_like=True):
 
     events: list[tuple] = msgspec.field(default_factory=list)
     failed: list[tuple] = msgspec.field(default_factory=list)
+    discarded: list[tuple[str, str, int]] = msgspec.field(default_factory=list)
+    """(app id, rule, events) for events discarded on purpose, counted durably per day."""
 
     @property
     def rows(self) -> int:
         return len(self.events) + len(self.failed)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.events or self.failed or self.discarded)
 
 
 class AppendResult(msgspec.Struct, frozen=True):

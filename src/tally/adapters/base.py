@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import msgspec
 
 from tally.catalog.models import App
-from tally.model import Drop, Event
+from tally.model import Access, Drop, Event
 from tally.pipeline.runner import Rejection
 from tally.sink import AppendResult
 
@@ -38,7 +38,13 @@ class ApiCredentials(msgspec.Struct, frozen=True):
     secret: str
 
 
-Credentials = AppKey | ApiCredentials
+class BearerToken(msgspec.Struct, frozen=True):
+    """A workspace JWT Tally issued for an API key and secret (server-side writes)."""
+
+    token: str
+
+
+Credentials = AppKey | ApiCredentials | BearerToken
 
 
 class DecodedRequest(msgspec.Struct, kw_only=True):
@@ -52,6 +58,14 @@ class DecodedRequest(msgspec.Struct, kw_only=True):
     user_agent: str | None = None
     ip: str | None = None
     """A client address the protocol states explicitly (overrides the connection's)."""
+    access: Access | None = None
+    """Who the request speaks for; None: by its credentials (app key anonymous, API key server)."""
+    enforce_definitions: bool = False
+    """The path only accepts defined events (the Synerise-style browser tracker path)."""
+    allow_reserved: bool = False
+    """The endpoint may produce reserved events (Synerise transactions)."""
+    customer_token: str | None = None
+    """A customer JWT, verified by the ingest flow with the app's key."""
 
 
 class DecodedBatch(msgspec.Struct, kw_only=True):

@@ -43,6 +43,8 @@ NEGATIVE_DURATION_FALLBACK = 30
 ARRAY_VALUE_LIMIT = 10
 VIEW_KEY = "[CLY]_view"
 INTERNAL_PREFIX = "[CLY]_"
+USER_DETAILS_EVENT = "user.details"
+CONSENT_EVENT = "consent"
 
 MISSING_KEYS = 'Missing parameter "app_key" or "device_id"'
 _MESSAGES = {
@@ -174,6 +176,33 @@ def _properties(segmentation: Any) -> dict[str, Any]:
     return properties
 
 
+_COUNTRY_CODE = re.compile(r"[A-Za-z]{2}")
+_COORDINATE = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_LOCATION = re.compile(rf"\s*({_COORDINATE})\s*,\s*({_COORDINATE})\s*")
+
+
+def _country_code(value: Any) -> str | None:
+    """Two letters, upper-cased; anything else is ignored (Countly does not refuse it)."""
+    if isinstance(value, str) and _COUNTRY_CODE.fullmatch(value):
+        return value.upper()
+    return None
+
+
+def _city(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _location(value: Any) -> str | None:
+    """``"lat,lon"`` as sent, when both are numbers in range; anything else is ignored."""
+    if not isinstance(value, str):
+        return None
+    match = _LOCATION.fullmatch(value)
+    if match is None:
+        return None
+    lat, lon = float(match[1]), float(match[2])
+    return value if abs(lat) <= 90 and abs(lon) <= 180 else None
+
+
 _CHECKSUM_PART = re.compile(r"&?checksum(?:256)?=[^&]*")
 _CHECKSUM_VALUE = re.compile(r"(?:^|&)(checksum(?:256)?)=([^&]*)")
 
@@ -215,6 +244,14 @@ class CountlyRequest:
         self.fingerprint = fingerprint(params)
         timestamp = _number(params.get("timestamp"))
         self.time = timestamp if timestamp and timestamp > 0 else None
+        # ``location=""`` with ``begin_session``: the user opted out of location (Countly then
+        # writes "Unknown"; Tally stores nothing).
+        opted_out = _truthy(params.get("begin_session")) and params.get("location") == ""
+        self.geo: dict[str, str | None] = {
+            "country_code": None if opted_out else _country_code(params.get("country_code")),
+            "city": None if opted_out else _city(params.get("city")),
+            "location": None if opted_out else _location(params.get("location")),
+        }
 
     def credentials(self) -> Credentials:
         """The app key; an object or array (an injection attempt) names no app."""
@@ -242,6 +279,7 @@ class CountlyRequest:
             device_type=as_text(metrics.get("_device_type")),
             locale=as_text(metrics.get("_locale")),
             timezone=_offset(params.get("tz")),
+            **self.geo,
             **fields,
         )
 
@@ -309,6 +347,39 @@ class CountlyRequest:
             )
         ]
 
+    def user_events(self) -> list[Event]:
+        """``user_details`` and ``consent``: internal events of the device, after the session's."""
+        events = []
+        details = json_param(self.params.get("user_details"))
+        if isinstance(details, dict) and details:
+            events.append(
+                self._event(
+                    -1,
+                    USER_DETAILS_EVENT,
+                    event_id=f"cly-{self.fingerprint}-user-details",
+                    raw_time=self.time,
+                    internal=True,
+                    properties=dict(details),
+                    payload=_json_encode.encode({"user_details": details}),
+                )
+            )
+        consent = json_param(self.params.get("consent"))
+        if isinstance(consent, dict):
+            features = {k: v for k, v in consent.items() if isinstance(v, bool)}
+            if features:
+                events.append(
+                    self._event(
+                        -1,
+                        CONSENT_EVENT,
+                        event_id=f"cly-{self.fingerprint}-consent",
+                        raw_time=self.time,
+                        internal=True,
+                        properties=features,
+                        payload=_json_encode.encode({"consent": consent}),
+                    )
+                )
+        return events
+
     def custom_events(self) -> tuple[list[Event], list[tuple[Event, Drop]]]:
         items = json_param(self.params.get("events"))
         if not isinstance(items, list):
@@ -369,7 +440,7 @@ class CountlyRequest:
         events, errors = self.custom_events()
         return DecodedRequest(
             credentials=credentials,
-            events=self.link_events() + self.session_events() + events,
+            events=self.link_events() + self.session_events() + self.user_events() + events,
             errors=errors,
             user_agent=as_text(self.metrics.get("_ua")),
             ip=as_text(self.params.get("ip_address")),

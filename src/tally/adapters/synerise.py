@@ -1,8 +1,13 @@
 """Synerise's REST events API (v4), server side: custom events, batches, the predefined event
 endpoints and transactions, with Synerise's error body (see docs/protocols.md).
 
-Authentication here is the workspace's HTTP Basic form, ``<workspace GUID>:<API key>``, which
-maps to the Tally app's API key and secret.
+Authentication, as Synerise offers it:
+
+- server side, the workspace's HTTP Basic form ``<workspace GUID>:<API key>`` (the Tally app's API
+  key and secret), or a workspace JWT from ``POST /v4/auth/login/profile`` as a Bearer token;
+- in the browser, the tracker key (the app key) in the ``token`` query parameter, optionally with
+  a customer JWT as the Bearer token. This path only accepts defined events (see
+  ``pipeline.definitions``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import Any
 import msgspec
 
 from tally.adapters.base import (
+    AppKey,
+    BearerToken,
     Credentials,
     DecodedBatch,
     DecodedRequest,
@@ -24,7 +31,7 @@ from tally.adapters.base import (
     decode_json_body,
 )
 from tally.catalog.models import App
-from tally.http.auth import basic_credentials
+from tally.http.auth import basic_credentials, bearer_token
 from tally.model import Drop, DropReason, Event
 from tally.pipeline.runner import Rejection
 from tally.pipeline.timeparse import FUTURE_TOLERANCE, TimeError, parse_instant
@@ -69,6 +76,13 @@ ERROR_CODES = {
     "event_too_large": 1008,
     "too_many_properties": 1009,
     "too_many_events": 1010,
+    "undefined_event": 1011,
+    "forbidden_event": 1012,
+    "reserved_event": 1013,
+    "missing_property": 1014,
+    "invalid_property": 1015,
+    "invalid_token": 1016,
+    "missing_identity": 1017,
 }
 """Tally's numbers for ``errors[].code`` (Synerise's own catalogue is not public)."""
 _FIELD_OF_CODE = {
@@ -77,13 +91,25 @@ _FIELD_OF_CODE = {
     "invalid_time": "time",
     "invalid_id": "eventSalt",
     "too_many_properties": "params",
+    "undefined_event": "action",
+    "forbidden_event": "action",
+    "reserved_event": "action",
+    "missing_property": "params",
+    "invalid_property": "params",
 }
 
 _AUTH_MESSAGES = {
     "missing_app_key": "send the workspace credentials with HTTP Basic authentication "
-    "(the app's API key and API secret)",
-    "unknown_app_key": "the workspace credentials are not valid",
+    "(the app's API key and API secret), a workspace JWT as a Bearer token, or the tracker key "
+    "in the token query parameter",
+    "unknown_app_key": "the credentials are not valid",
 }
+CORS_HEADERS = [
+    ("access-control-allow-origin", "*"),
+    ("access-control-allow-methods", "POST, OPTIONS"),
+    ("access-control-allow-headers", "Authorization, Content-Type, Accept, Api-Version"),
+    ("access-control-max-age", "86400"),
+]
 _json = msgspec.json.Encoder()
 _any = msgspec.json.Decoder()
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
@@ -176,14 +202,20 @@ class SyneriseEventsAdapter:
 
     protocol = PROTOCOL
     methods = ("POST",)
-    cors_headers: list[tuple[str, str]] = []
+    cors_headers = CORS_HEADERS
+    allow_reserved = False
 
     def __init__(self, path: str, action: str | None = None) -> None:
         self.path = path
         self.action = action
 
     def credentials(self, request: IngestRequest) -> Credentials | None:
-        return basic_credentials(request.headers.get("authorization"))
+        tracker_key = request.query.get("token")
+        if tracker_key:
+            return AppKey(tracker_key)
+        authorization = request.headers.get("authorization")
+        bearer = bearer_token(authorization)
+        return BearerToken(bearer) if bearer else basic_credentials(authorization)
 
     def check(self, app: App, request: IngestRequest) -> None:
         return None
@@ -206,7 +238,16 @@ class SyneriseEventsAdapter:
                 bare = Event(index=index, protocol=PROTOCOL, payload=payload)
                 value = exc.value if isinstance(exc, _Invalid) else None
                 errors.append((bare, Drop(DropReason.INVALID_EVENT, str(exc), value)))
-        part = DecodedRequest(credentials=self.credentials(request), events=events, errors=errors)
+        credentials = self.credentials(request)
+        browser = isinstance(credentials, AppKey)
+        part = DecodedRequest(
+            credentials=credentials,
+            events=events,
+            errors=errors,
+            enforce_definitions=browser,
+            allow_reserved=self.allow_reserved,
+            customer_token=bearer_token(request.headers.get("authorization")) if browser else None,
+        )
         return DecodedBatch(parts=[part])
 
     def _events(self, index: int, raw: msgspec.Raw, payload: bytes) -> list[Event]:
@@ -233,8 +274,10 @@ class SyneriseEventsAdapter:
         result = outcome.result
         if outcome.rejected and not (result.accepted or result.duplicates):
             errors = [self._error_entry(r) for r in outcome.rejected]
-            body = error_body(400, self.path, "the request was not accepted", errors)
-            return Reply(status=400, body=body)
+            forbidden = all(r.code == "forbidden_event" for r in outcome.rejected)
+            status = 403 if forbidden else 400
+            body = error_body(status, self.path, "the request was not accepted", errors)
+            return Reply(status=status, body=body)
         return Reply(status=202, body=b"")
 
     def _error_entry(self, rejection: Rejection) -> dict[str, Any]:
@@ -287,6 +330,8 @@ class SyneriseBatchAdapter(SyneriseEventsAdapter):
 class SyneriseTransactionsAdapter(SyneriseBatchAdapter):
     """``/v4/transactions`` (one) and ``/v4/transactions/batch`` (an array): each transaction is
     a ``transaction.charge`` event plus a ``product.buy`` event per product."""
+
+    allow_reserved = True
 
     def __init__(self, path: str, *, batch: bool) -> None:
         super().__init__(path)

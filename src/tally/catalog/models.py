@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+import enum
+import ipaddress
 from datetime import datetime
 
 import msgspec
+
+
+class NameRule(enum.StrEnum):
+    """Event name rules; by default each protocol applies its own (see ``pipeline.names``)."""
+
+    PROTOCOL = "protocol"
+    """Each protocol's documented rule."""
+    SYNERISE = "synerise"
+    """At most 32 characters of letters, digits, '.', '-' and '_'."""
+    ENGAGELAB = "engagelab"
+    """Lowercase letters, digits and '_', starting with a letter."""
+    COUNTLY = "countly"
+    """Under 128 characters, anything else allowed."""
+    ANY = "any"
+    """Any non-empty name up to 255 characters (Segment, the native API)."""
+
+
+class Convention(enum.StrEnum):
+    """The ``context.action`` naming convention (``page.visit``, ``product.buy``)."""
+
+    OFF = "off"
+    WARN = "warn"
+    """Accept, and count the name in ``tally_name_convention_warnings_total``."""
+    ENFORCE = "enforce"
 
 
 class AppSettings(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -12,6 +38,21 @@ class AppSettings(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
 
     countly_salt: str | None = None
     """When set, Countly requests must carry a checksum or checksum256 made with this salt."""
+    name_rule: NameRule = NameRule.PROTOCOL
+    convention: Convention = Convention.WARN
+    """Applies where the Synerise rule does (Synerise endpoints, the browser tracker)."""
+    strict: bool = False
+    """Every path requires a definition, not only the browser tracker and customer JWTs."""
+    allowlist: list[str] = msgspec.field(default_factory=list)
+    """Glob patterns (``checkout.*``); when set, only matching events are stored."""
+    denylist: list[str] = msgspec.field(default_factory=list)
+    """Glob patterns (``debug.*``); matching events are discarded before storage."""
+    filter_bots: bool = False
+    """Discard events whose user agent is a known bot or crawler."""
+    internal_ips: list[str] = msgspec.field(default_factory=list)
+    """Addresses or CIDR networks whose traffic is discarded (the team's own)."""
+    customer_jwt_key: str | None = None
+    """PEM public key (RSA or EC) that verifies customer JWTs (Synerise-style profile tokens)."""
 
 
 class App(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,6 +65,8 @@ class App(msgspec.Struct, frozen=True, kw_only=True):
     """Server key for server-side writes and reads, used with the secret."""
     created_at: datetime
     settings: AppSettings = AppSettings()
+    catalog_version: int = 0
+    """Bumped by every change to the app's definitions or aliases, so workers reload them."""
 
 
 class NewApp(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,3 +79,25 @@ class NewApp(msgspec.Struct, frozen=True, kw_only=True):
         data = msgspec.to_builtins(self.app)
         data["api_secret"] = self.api_secret
         return data
+
+
+def check_settings(settings: AppSettings) -> None:
+    """Refuse settings the pipeline could not apply, with a message that says which and why."""
+    for network in settings.internal_ips:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"internal_ips: {network!r} is not an address or CIDR network"
+            ) from None
+    for field in ("allowlist", "denylist"):
+        for pattern in getattr(settings, field):
+            if not pattern or len(pattern) > 255:
+                raise ValueError(f"{field}: patterns must be 1 to 255 characters")
+    if settings.customer_jwt_key is not None:
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        try:
+            load_pem_public_key(settings.customer_jwt_key.encode())
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"customer_jwt_key: not a PEM public key ({exc})") from None

@@ -26,6 +26,27 @@ apps = sa.Table(
     sa.Column("api_secret_hash", sa.String(200), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("settings", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("catalog_version", sa.Integer, nullable=False, server_default="0"),
+)
+
+event_definitions = sa.Table(
+    "event_definitions",
+    metadata,
+    sa.Column("app_id", sa.String(24), sa.ForeignKey("apps.id"), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""One row per defined event; the definition (with its properties) is one JSON document, read and
+written whole, like a catalog file's entry."""
+
+event_aliases = sa.Table(
+    "event_aliases",
+    metadata,
+    sa.Column("app_id", sa.String(24), sa.ForeignKey("apps.id"), primary_key=True),
+    sa.Column("alias", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 
@@ -47,7 +68,16 @@ def _add_app_settings(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE apps ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'"))
 
 
+def _add_definitions(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE apps ADD COLUMN catalog_version INTEGER NOT NULL DEFAULT 0"))
+    event_definitions.create(conn)
+    event_aliases.create(conn)
+
+
 MIGRATIONS: list[Migration[Connection]] = [
     Migration(1, "apps with public app key and hashed API secret", _create_apps),
     Migration(2, "per-app settings document", _add_app_settings),
+    Migration(
+        3, "event definitions and aliases, and a version to reload them by", _add_definitions
+    ),
 ]

@@ -9,8 +9,9 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from tally import ids
-from tally.catalog.models import App, AppSettings, NewApp
+from tally import ids, tokens
+from tally.catalog.definitions_store import DefinitionStore
+from tally.catalog.models import App, AppSettings, NewApp, check_settings
 from tally.catalog.schema import MIGRATIONS, apps, schema_versions
 from tally.catalog.secrets import VerifiedSecrets, hash_secret
 from tally.migrations import pending
@@ -61,6 +62,7 @@ def _app(row: sa.Row) -> App:
         api_key=row.api_key,
         created_at=_utc(row.created_at),
         settings=_settings_decoder.decode(row.settings or "{}"),
+        catalog_version=row.catalog_version,
     )
 
 
@@ -69,6 +71,7 @@ class Catalog:
         self.url = url
         self.engine = _create_engine(url)
         self._secrets = VerifiedSecrets()
+        self.definitions = DefinitionStore(self.engine)
 
     # schema
 
@@ -138,7 +141,13 @@ class Catalog:
         app = self.get_app(app_id)
         if app is None:
             raise KeyError(app_id)
-        settings = msgspec.structs.replace(app.settings, **changes)
+        try:
+            settings = msgspec.convert(
+                {**msgspec.to_builtins(app.settings), **msgspec.to_builtins(changes)}, AppSettings
+            )
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"invalid settings: {exc}") from None
+        check_settings(settings)
         with self.engine.begin() as conn:
             conn.execute(
                 apps.update()
@@ -168,6 +177,23 @@ class Catalog:
         """The app whose API key and secret these are, or None."""
         row = self._one(apps.c.api_key, api_key)
         if row is None or not self._secrets.verify(row.api_secret_hash, api_secret):
+            return None
+        return _app(row)
+
+    def issue_workspace_token(self, api_key: str, api_secret: str) -> str | None:
+        """A workspace JWT for these credentials (Synerise's login), or None if they are wrong."""
+        row = self._one(apps.c.api_key, api_key)
+        if row is None or not self._secrets.verify(row.api_secret_hash, api_secret):
+            return None
+        return tokens.issue_workspace_token(_app(row), row.api_secret_hash)
+
+    def app_by_workspace_token(self, token: str) -> App | None:
+        try:
+            row = self._one(apps.c.id, tokens.workspace_token_app(token))
+            if row is None:
+                return None
+            tokens.verify_workspace_token(token, row.api_secret_hash)
+        except tokens.InvalidToken:
             return None
         return _app(row)
 

@@ -20,13 +20,32 @@ from tally.adapters.engagelab import (
 from tally.adapters.native import NativeAdapter
 from tally.adapters.segment import segment_adapters
 from tally.adapters.synerise import synerise_adapters
-from tally.http import ops, read
+from tally.http import failed, manage, ops, read, synerise_auth
 from tally.http.asgi import Receive, Scope, Send
 from tally.http.countly_sdk import CountlySdkEndpoint
 from tally.http.errors import http_exception, unexpected
 from tally.http.ingest import IngestEndpoint
 from tally.http.openapi import openapi_document
 from tally.http.services import Services
+
+
+def management_routes() -> list[Route]:
+    base = "/api/v1/apps/{app_id}"
+    return [
+        Route(f"{base}/settings", manage.get_settings, methods=["GET"]),
+        Route(f"{base}/settings", manage.patch_settings, methods=["PATCH"]),
+        Route(f"{base}/definitions", manage.list_definitions, methods=["GET"]),
+        Route(f"{base}/definitions/{{name:path}}", manage.get_definition, methods=["GET"]),
+        Route(f"{base}/definitions/{{name:path}}", manage.put_definition, methods=["PUT"]),
+        Route(f"{base}/definitions/{{name:path}}", manage.delete_definition, methods=["DELETE"]),
+        Route(f"{base}/aliases", manage.list_aliases, methods=["GET"]),
+        Route(f"{base}/aliases/{{alias:path}}", manage.put_alias, methods=["PUT"]),
+        Route(f"{base}/aliases/{{alias:path}}", manage.delete_alias, methods=["DELETE"]),
+        Route(f"{base}/failed-events", failed.list_failed, methods=["GET"]),
+        Route(f"{base}/failed-events/replay", failed.replay_failed, methods=["POST"]),
+        Route(f"{base}/failed-events/{{failed_id}}", failed.get_failed, methods=["GET"]),
+        Route(f"{base}/discarded", failed.list_discarded, methods=["GET"]),
+    ]
 
 
 async def openapi(request: Request) -> Response:
@@ -59,6 +78,8 @@ class TallyApp:
         self.api = Starlette(
             routes=[
                 Route("/api/v1/apps/{app_id}/events", read.list_events, methods=["GET"]),
+                *management_routes(),
+                Route(synerise_auth.PATH, synerise_auth.login_profile, methods=["POST"]),
                 Route("/healthz", ops.healthz, methods=["GET"]),
                 Route("/readyz", ops.readyz, methods=["GET"]),
                 Route("/metrics", ops.prometheus, methods=["GET"]),

@@ -22,3 +22,11 @@ def basic_credentials(authorization: str | None) -> ApiCredentials | None:
     if not sep or not key:
         return None
     return ApiCredentials(key, secret)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None

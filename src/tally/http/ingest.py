@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from tally import metrics
 from tally.adapters.base import (
     Adapter,
+    AppKey,
     DecodedRequest,
     IngestOutcome,
     IngestRequest,
@@ -20,12 +21,14 @@ from tally.adapters.base import (
     RequestError,
 )
 from tally.catalog import App
+from tally.catalog.definitions import Permission
 from tally.http.asgi import Receive, Scope, Send, ingest_request, send_reply
 from tally.http.services import Services
-from tally.model import DropReason, FailedEvent
+from tally.model import Access, DropReason, FailedEvent
 from tally.pipeline import Rejection, RequestContext
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
 from tally.store.columns import event_rows, failed_rows
+from tally.tokens import InvalidToken, verify_customer_token
 
 _EMPTY = AppendResult(accepted=0, duplicates=0)
 log = logging.getLogger("tally.ingest")
@@ -34,6 +37,16 @@ log = logging.getLogger("tally.ingest")
 def _payload(request: IngestRequest) -> bytes:
     """What the client sent: the body, or the query string when the data came that way (GET)."""
     return request.body or request.raw_query.encode()
+
+
+async def define_first_seen(services: Services, ctx: RequestContext) -> None:
+    """Define what a request sent first. The events are stored whatever happens here: a catalog
+    that cannot be written now is asked again by the next event."""
+    permission = Permission.ANONYMOUS if ctx.access is Access.ANONYMOUS else Permission.SERVER
+    try:
+        await services.resolver.define_first_seen(ctx.app, ctx.first_seen, permission)
+    except Exception:
+        log.exception("could not define first-seen events for app %s", ctx.app.id)
 
 
 class IngestEndpoint:
@@ -122,27 +135,22 @@ class IngestEndpoint:
             raise error
         metrics.REQUEST_EVENTS.labels(protocol).observe(total)
 
-        rows: list[tuple] = []
-        failed: list[tuple] = []
+        batch = AppendBatch()
         rejected: list[Rejection] = []
         drops: Counter[DropReason] = Counter()
         for app, part in parts:
-            ctx = RequestContext(
-                app=app,
-                protocol=protocol,
-                received_at=received_at,
-                limits=limits,
-                ip=part.ip or request.client_ip,
-                user_agent=part.user_agent or request.headers.get("user-agent"),
-                sent_at=part.sent_at,
-            )
+            ctx = await self._context(app, part, request, received_at)
             outcome = services.pipeline.run(part.events, ctx, part.errors)
-            rows.extend(event_rows(app.id, outcome.accepted))
-            failed.extend(failed_rows(outcome.failed))
+            if ctx.first_seen:
+                await define_first_seen(services, ctx)
+            batch.events.extend(event_rows(app.id, outcome.accepted))
+            batch.failed.extend(failed_rows(outcome.failed))
             rejected.extend(outcome.rejected)
             drops.update(outcome.drop_counts)
-        batch = AppendBatch(events=rows, failed=failed)
-        result = await services.store.append(batch) if batch.rows else _EMPTY
+            for rule, count in outcome.discard_counts.items():
+                batch.discarded.append((app.id, rule, count))
+                metrics.EVENTS_DISCARDED.labels(protocol, rule).inc(count)
+        result = _EMPTY if batch.empty else await services.store.append(batch)
         if result.accepted:
             metrics.EVENTS_ACCEPTED.labels(protocol).inc(result.accepted)
         if result.duplicates:
@@ -153,6 +161,34 @@ class IngestEndpoint:
             IngestOutcome(
                 result=result, rejected=rejected, events=total, reply_data=decoded.reply_data
             )
+        )
+
+    async def _context(
+        self, app: App, part: DecodedRequest, request: IngestRequest, received_at: datetime
+    ) -> RequestContext:
+        access = part.access
+        if access is None:
+            access = Access.ANONYMOUS if isinstance(part.credentials, AppKey) else Access.SERVER
+        customer_id = None
+        if part.customer_token is not None:
+            try:
+                customer_id = verify_customer_token(app, part.customer_token)
+            except InvalidToken as exc:
+                raise RequestError(401, "invalid_token", str(exc)) from None
+            access = Access.CUSTOMER
+        return RequestContext(
+            app=app,
+            rules=await self.services.resolver.rules(app),
+            protocol=self.adapter.protocol,
+            received_at=received_at,
+            limits=self.services.limits,
+            ip=part.ip or request.client_ip,
+            user_agent=part.user_agent or request.headers.get("user-agent"),
+            sent_at=part.sent_at,
+            access=access,
+            enforce_definitions=part.enforce_definitions or customer_id is not None,
+            allow_reserved=part.allow_reserved,
+            customer_id=customer_id,
         )
 
     async def _app_of(self, part: DecodedRequest, *, skip_unknown: bool) -> App | None:

@@ -8,8 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tally.catalog import App
-from tally.http.auth import basic_credentials
+from tally.http.api import authenticated_app
 from tally.http.errors import ApiError
 from tally.http.services import Services
 from tally.pipeline.timeparse import TimeError, parse_instant
@@ -31,29 +30,6 @@ _CONTEXT = (
     "city",
     "location",
 )
-
-
-async def authenticated_app(request: Request, services: Services, app_id: str) -> App:
-    """The app named in the path, if the request's Basic credentials are that app's API key."""
-    credentials = basic_credentials(request.headers.get("authorization"))
-    if credentials is None:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "send the app's API key and secret with HTTP Basic authentication",
-            headers={"www-authenticate": 'Basic realm="tally"'},
-        )
-    app = await services.resolver.by_api_credentials(credentials.key, credentials.secret)
-    if app is None:
-        raise ApiError(
-            401,
-            "invalid_credentials",
-            "the API key and secret do not match any app",
-            headers={"www-authenticate": 'Basic realm="tally"'},
-        )
-    if app.id != app_id:
-        raise ApiError(403, "forbidden", "these credentials belong to another app")
-    return app
 
 
 def event_json(row: dict[str, Any]) -> dict[str, Any]:

@@ -6,12 +6,16 @@ from datetime import datetime
 
 import msgspec
 
+from tally.catalog.definitions import PropertyType
 from tally.catalog.models import App
 from tally.limits import Limits
+from tally.model import Access
+from tally.pipeline.app_rules import AppRules
 
 
 class RequestContext(msgspec.Struct, kw_only=True):
     app: App
+    rules: AppRules
     protocol: str
     received_at: datetime
     limits: Limits
@@ -19,3 +23,17 @@ class RequestContext(msgspec.Struct, kw_only=True):
     user_agent: str | None = None
     sent_at: datetime | None = None
     """The client's clock when it sent the request, used to correct event times for skew."""
+    access: Access = Access.SERVER
+    enforce_definitions: bool = False
+    """The path requires every event to be defined (browser tracker, customer JWT)."""
+    allow_reserved: bool = False
+    """The endpoint may produce reserved events (Synerise transactions)."""
+    customer_id: str | None = None
+    """The customer a customer JWT speaks for; events are stored as that user."""
+    first_seen: dict[str, dict[str, PropertyType]] = msgspec.field(default_factory=dict)
+    """Events and properties to define because this request sent them first (filled by the
+    pipeline, written to the catalog by the ingest flow)."""
+
+    @property
+    def requires_definitions(self) -> bool:
+        return self.enforce_definitions or self.rules.settings.strict

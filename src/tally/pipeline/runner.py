@@ -1,4 +1,5 @@
-"""Runs events through the steps, collecting the events kept and those dropped, with reasons."""
+"""Runs events through the steps, collecting the events kept, those dropped (with reasons) and
+those discarded (by rule)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from tally.model import Drop, DropReason, Event, FailedEvent
+from tally.model import Discard, Drop, DropReason, Event, FailedEvent
 from tally.pipeline.context import RequestContext
+from tally.pipeline.replay import replay_state
 
 _NAME_REASONS = frozenset({DropReason.MISSING_NAME, DropReason.INVALID_NAME})
-Step: TypeAlias = Callable[[Event, RequestContext], "Event | Drop"]
+Step: TypeAlias = Callable[[Event, RequestContext], "Event | Drop | Discard"]
 
 
 class Rejection(msgspec.Struct, frozen=True):
@@ -30,9 +32,13 @@ class PipelineResult(msgspec.Struct, kw_only=True):
     failed: list[FailedEvent]
     rejected: list[Rejection]
     drop_counts: Counter[DropReason]
+    discard_counts: Counter[str]
+    """Events discarded on purpose, by the rule that discarded them."""
 
 
-def failed_record(ctx: RequestContext, event: Event, drop: Drop) -> FailedEvent:
+def failed_record(
+    ctx: RequestContext, event: Event, drop: Drop, *, replayable: bool = True
+) -> FailedEvent:
     name = event.name if isinstance(event.name, str) else None
     return FailedEvent(
         app_id=ctx.app.id,
@@ -43,11 +49,13 @@ def failed_record(ctx: RequestContext, event: Event, drop: Drop) -> FailedEvent:
         payload=event.payload,
         name=name,
         event_index=event.index,
+        replay=replay_state(event, ctx) if replayable else None,
     )
 
 
 class Pipeline:
-    """An ordered list of steps; each returns the event (possibly enriched) or a ``Drop``."""
+    """An ordered list of steps; each returns the event (possibly enriched), a ``Drop`` or a
+    ``Discard``."""
 
     def __init__(self, steps: Sequence[Step]) -> None:
         self.steps = tuple(steps)
@@ -67,9 +75,10 @@ class Pipeline:
         failed: list[FailedEvent] = []
         rejected: list[Rejection] = []
         counts: Counter[DropReason] = Counter()
+        discarded: Counter[str] = Counter()
 
-        def drop(event: Event, verdict: Drop) -> None:
-            failed.append(failed_record(ctx, event, verdict))
+        def drop(event: Event, verdict: Drop, *, replayable: bool = True) -> None:
+            failed.append(failed_record(ctx, event, verdict, replayable=replayable))
             value = verdict.value
             if value is None and verdict.reason in _NAME_REASONS:
                 value = event.name
@@ -77,18 +86,24 @@ class Pipeline:
             counts[verdict.reason] += 1
 
         for event, verdict in decode_errors:
-            drop(event, verdict)
+            drop(event, verdict, replayable=False)
         for event in events:
-            result: Event | Drop = event
+            result: Event | Drop | Discard = event
             for step in self.steps:
                 result = step(result, ctx)
-                if type(result) is Drop:
+                if type(result) is not Event:
                     break
             if type(result) is Drop:
                 drop(event, result)
+            elif type(result) is Discard:
+                discarded[result.rule] += 1
             else:
                 accepted.append(result)
         rejected.sort(key=lambda r: r.index)
         return PipelineResult(
-            accepted=accepted, failed=failed, rejected=rejected, drop_counts=counts
+            accepted=accepted,
+            failed=failed,
+            rejected=rejected,
+            drop_counts=counts,
+            discard_counts=discarded,
         )

@@ -7,26 +7,17 @@ wire formats into ``Event`` fields.
 from __future__ import annotations
 
 import math
-import re
 from typing import Final
 
 from tally.ids import uuid7
 from tally.model import Drop, DropReason, Event
 from tally.pipeline.context import RequestContext
+from tally.pipeline.definitions import check_definition, check_reserved, note_first_seen
+from tally.pipeline.filters import filter_lists, filter_traffic
+from tally.pipeline.names import check_name, rename_alias
+from tally.pipeline.runner import Step
 from tally.pipeline.timeparse import FUTURE_TOLERANCE, TimeError, correct_skew, parse_instant
 from tally.pipeline.useragent import parse_user_agent
-
-MAX_NAME_LENGTH: Final = 255
-NAME_LENGTH_BY_PROTOCOL: Final = {"countly": 127, "synerise": 32}
-"""Protocols whose documented rule is stricter than the default (Countly drops keys >= 128;
-Synerise actions have at most 32 characters)."""
-NAME_PATTERN_BY_PROTOCOL: Final = {
-    "synerise": (re.compile(r"[a-zA-Z0-9.\-_]+"), "letters, digits, '.', '-' and '_' only"),
-    "engagelab": (
-        re.compile(r"[a-z][a-z0-9_]*"),
-        "lowercase letters, digits and underscores, starting with a letter",
-    ),
-}
 
 
 def limit_event_size(event: Event, ctx: RequestContext) -> Event | Drop:
@@ -35,26 +26,6 @@ def limit_event_size(event: Event, ctx: RequestContext) -> Event | Drop:
         return Drop(
             DropReason.EVENT_TOO_LARGE,
             f"event is {size} bytes; the limit is {ctx.limits.max_event_bytes} bytes",
-        )
-    return event
-
-
-def check_name(event: Event, ctx: RequestContext) -> Event | Drop:
-    name = event.name
-    if name is None or (isinstance(name, str) and not name.strip()):
-        return Drop(DropReason.MISSING_NAME, "event name is missing or empty")
-    if not isinstance(name, str):
-        return Drop(
-            DropReason.INVALID_NAME, f"event name must be a string, got {type(name).__name__}"
-        )
-    rule = NAME_PATTERN_BY_PROTOCOL.get(ctx.protocol)
-    if rule is not None and not event.internal and not rule[0].fullmatch(name):
-        return Drop(DropReason.INVALID_NAME, f"event name {name!r} must be {rule[1]}")
-    longest = NAME_LENGTH_BY_PROTOCOL.get(ctx.protocol, MAX_NAME_LENGTH)
-    if len(name) > longest:
-        return Drop(
-            DropReason.INVALID_NAME,
-            f"event name is {len(name)} characters; at most {longest} are allowed",
         )
     return event
 
@@ -127,6 +98,14 @@ def enrich_context(event: Event, ctx: RequestContext) -> Event | Drop:
     return event
 
 
+def bind_customer(event: Event, ctx: RequestContext) -> Event | Drop:
+    """Events sent with a customer JWT belong to the customer the token names, whatever the
+    body says."""
+    if ctx.customer_id is not None:
+        event.user_id = ctx.customer_id
+    return event
+
+
 def assign_id(event: Event, ctx: RequestContext) -> Event | Drop:
     """Keep a client-supplied id (so retries deduplicate) or make a time-ordered one."""
     if event.id is None:
@@ -142,12 +121,21 @@ def assign_id(event: Event, ctx: RequestContext) -> Event | Drop:
     return event
 
 
-DEFAULT_STEPS: Final = (
+DEFAULT_STEPS: Final[tuple[Step, ...]] = (
     limit_event_size,
     check_name,
+    rename_alias,
+    check_reserved,
+    filter_lists,
+    enrich_context,
+    filter_traffic,
     resolve_time,
     check_measures,
     limit_properties,
-    enrich_context,
+    bind_customer,
+    check_definition,
     assign_id,
+    note_first_seen,
 )
+"""The order every event takes. Cheap rejections first; definitions after the event's shape is
+known to be sound; ``note_first_seen`` last, so only events that will be stored define names."""

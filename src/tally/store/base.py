@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Protocol
 
 from tally.sink import Sink
-from tally.store.query import EventQuery
+from tally.store.query import (
+    DiscardCount,
+    EventQuery,
+    FailedQuery,
+    FailedRecord,
+    ReplayedEvent,
+)
 
 
 class EventStore(Sink, Protocol):
     """A sink that can also be read (the embedded default's sink is the store itself)."""
 
     async def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]: ...
+
+    async def fetch_failed(self, query: FailedQuery) -> list[FailedRecord]: ...
+
+    async def mark_replayed(self, app_id: str, replayed: list[ReplayedEvent]) -> None: ...
+
+    async def discard_counts(
+        self, app_id: str, since: date | None = None
+    ) -> list[DiscardCount]: ...
 
     async def check_writable(self) -> None:
         """Raise ``StoreUnavailable`` if a write would fail now."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,13 @@ from tally.model import LINK_EVENT, LINK_PREVIOUS
 from tally.sink import AppendBatch, AppendResult
 from tally.store.columns import EVENT_COLUMN_NAMES, FAILED_COLUMNS, events_table, failed_table
 from tally.store.duckdb_schema import COMPONENT, MIGRATIONS
-from tally.store.query import EventQuery
+from tally.store.query import (
+    DiscardCount,
+    EventQuery,
+    FailedQuery,
+    FailedRecord,
+    ReplayedEvent,
+)
 
 _STORED = ", ".join(f'"{name}"' for name in EVENT_COLUMN_NAMES)
 _FAILED = ", ".join(name for name, _ in FAILED_COLUMNS)
@@ -57,6 +64,30 @@ person(id) AS (
     SELECT edges.b FROM edges JOIN person ON edges.a = person.id
 )
 """
+
+
+_DISCARD_SQL = """
+INSERT INTO discarded_events VALUES (?, ?, ?, ?)
+ON CONFLICT (app_id, rule, day) DO UPDATE SET count = count + excluded.count
+"""
+
+
+def _discards(batches: Sequence[AppendBatch]) -> list[tuple[str, str, date, int]]:
+    """One row per (app, rule) of the whole group, so the upsert runs a few statements."""
+    totals: Counter[tuple[str, str]] = Counter()
+    for batch in batches:
+        for app_id, rule, count in batch.discarded:
+            totals[(app_id, rule)] += count
+    today = datetime.now(UTC).date()
+    return [(app_id, rule, today, count) for (app_id, rule), count in totals.items()]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def _naive(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _carries_links(events: pa.Table) -> bool:
@@ -165,6 +196,8 @@ class DuckDBStore:
                     )
                     if _carries_links(incoming_events):
                         cur.execute(_LINK_SQL)
+            if discarded := _discards(batches):
+                cur.executemany(_DISCARD_SQL, discarded)
             if failed_rows:
                 incoming_failed = failed_table(failed_rows)  # noqa: F841 - read by DuckDB
                 cur.execute(
@@ -222,9 +255,10 @@ class DuckDBStore:
     def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]:
         clauses = ["app_id = ?"]
         params: list[Any] = [query.app_id]
-        if query.name is not None:
-            clauses.append("name = ?")
-            params.append(query.name)
+        names = [*(query.names or ()), *([query.name] if query.name is not None else [])]
+        if names:
+            clauses.append(f"name IN ({', '.join('?' * len(names))})")
+            params.extend(names)
         if query.user is not None:
             # The person: this id and every id linked to it, directly or through others.
             clauses.append(
@@ -260,6 +294,79 @@ class DuckDBStore:
                 record[field] = record[field].replace(tzinfo=UTC)
             out.append(record)
         return out
+
+    def fetch_failed(self, query: FailedQuery) -> list[FailedRecord]:
+        clauses = ["app_id = ?"]
+        params: list[Any] = [query.app_id]
+        if query.ids is not None:
+            if not query.ids:
+                return []
+            clauses.append(f"id IN ({', '.join('?' * len(query.ids))})")
+            params.extend(query.ids)
+        for column in ("reason", "name"):
+            value = getattr(query, column)
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if query.since is not None:
+            clauses.append("received_at >= ?")
+            params.append(_naive(query.since))
+        if query.until is not None:
+            clauses.append("received_at < ?")
+            params.append(_naive(query.until))
+        if query.replayed is not None:
+            clauses.append("replayed_at IS NOT NULL" if query.replayed else "replayed_at IS NULL")
+        columns = (
+            "id, received_at, protocol, reason, message, name, event_index, "
+            "replay IS NOT NULL AS replayable, replayed_at, replayed_as"
+        )
+        if query.with_payload:
+            columns += ", payload, replay"
+        params.append(query.limit)
+        cur = self.conn.cursor()
+        try:
+            result = cur.execute(
+                f"SELECT {columns} FROM failed_events WHERE {' AND '.join(clauses)} "
+                "ORDER BY received_at DESC, id LIMIT ?",
+                params,
+            )
+            names = [d[0] for d in result.description]
+            rows = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+        finally:
+            cur.close()
+        for row in rows:
+            row["received_at"] = _aware(row["received_at"])
+            row["replayed_at"] = _aware(row["replayed_at"])
+        return [FailedRecord(**row) for row in rows]
+
+    def mark_replayed(self, app_id: str, replayed: Sequence[ReplayedEvent]) -> None:
+        if not replayed:
+            return
+        with self._lock:
+            cur = self._writer
+            cur.execute("BEGIN")
+            try:
+                cur.executemany(
+                    "UPDATE failed_events SET replayed_at = ?, replayed_as = ? "
+                    "WHERE app_id = ? AND id = ?",
+                    [(_utcnow(), r.event_id, app_id, r.failed_id) for r in replayed],
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def discard_counts(self, app_id: str, since: date | None = None) -> list[DiscardCount]:
+        cur = self.conn.cursor()
+        try:
+            result = cur.execute(
+                "SELECT rule, day, count FROM discarded_events WHERE app_id = ? AND day >= ? "
+                "ORDER BY day DESC, rule",
+                [app_id, since or date(1970, 1, 1)],
+            )
+            return [DiscardCount(rule=r, day=d, count=c) for r, d, c in result.fetchall()]
+        finally:
+            cur.close()
 
     def count_rows(self, table: str) -> int:
         if table not in {"events", "failed_events", "event_ids"}:

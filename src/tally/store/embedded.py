@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
 from tally.store.duckdb_store import DuckDBStore
 from tally.store.group_commit import GroupCommitter
-from tally.store.query import EventQuery
+from tally.store.query import (
+    DiscardCount,
+    EventQuery,
+    FailedQuery,
+    FailedRecord,
+    ReplayedEvent,
+)
+
+T = TypeVar("T")
 
 
 class EmbeddedStore:
@@ -33,8 +42,20 @@ class EmbeddedStore:
         return await self.committer.append(batch)
 
     async def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        return await self._read(self.db.fetch_events, query)
+
+    async def _read(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self.db.fetch_events, query)
+        return await loop.run_in_executor(self._readers, function, *args)
+
+    async def fetch_failed(self, query: FailedQuery) -> list[FailedRecord]:
+        return await self._read(self.db.fetch_failed, query)
+
+    async def mark_replayed(self, app_id: str, replayed: list[ReplayedEvent]) -> None:
+        await self._read(self.db.mark_replayed, app_id, replayed)
+
+    async def discard_counts(self, app_id: str, since: date | None = None) -> list[DiscardCount]:
+        return await self._read(self.db.discard_counts, app_id, since)
 
     async def check_writable(self) -> None:
         loop = asyncio.get_running_loop()

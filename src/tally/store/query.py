@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import msgspec
 
@@ -10,7 +10,51 @@ import msgspec
 class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
     app_id: str
     name: str | None = None
+    names: list[str] | None = None
+    """Any of these names (an event and its aliases)."""
     user: str | None = None
     """Matches the event's user id or its device id."""
     since: datetime | None = None
     limit: int = 100
+
+
+class FailedQuery(msgspec.Struct, frozen=True, kw_only=True):
+    app_id: str
+    ids: list[str] | None = None
+    reason: str | None = None
+    name: str | None = None
+    since: datetime | None = None
+    """Received at or after."""
+    until: datetime | None = None
+    """Received before."""
+    replayed: bool | None = None
+    """True: only replayed; False: only not yet replayed; None: both."""
+    limit: int = 100
+    with_payload: bool = False
+    """Include the payload and the replay state (inspecting one, replaying)."""
+
+
+class ReplayedEvent(msgspec.Struct, frozen=True, array_like=True):
+    failed_id: str
+    event_id: str
+
+
+class FailedRecord(msgspec.Struct, kw_only=True):
+    id: str
+    received_at: datetime
+    protocol: str
+    reason: str
+    message: str
+    name: str | None
+    event_index: int | None
+    replayable: bool
+    replayed_at: datetime | None
+    replayed_as: str | None
+    payload: bytes | None = None
+    replay: bytes | None = None
+
+
+class DiscardCount(msgspec.Struct, kw_only=True):
+    rule: str
+    day: date
+    count: int

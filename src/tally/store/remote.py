@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
-from tally.store.query import EventQuery
+from tally.store.query import (
+    DiscardCount,
+    EventQuery,
+    FailedQuery,
+    FailedRecord,
+    ReplayedEvent,
+)
 from tally.store.wire import encode_batch, frame, read_frame
 
 
@@ -89,6 +95,21 @@ class RemoteStore:
             for key in ("time", "received_at"):
                 row[key] = datetime.fromisoformat(row[key])
         return rows
+
+    async def fetch_failed(self, query: FailedQuery) -> list[FailedRecord]:
+        rows = await self._call({"op": "fetch_failed", "query": msgspec.to_builtins(query)})
+        return msgspec.convert(rows, list[FailedRecord])
+
+    async def mark_replayed(self, app_id: str, replayed: list[ReplayedEvent]) -> None:
+        await self._call(
+            {"op": "mark_replayed", "app_id": app_id, "replayed": msgspec.to_builtins(replayed)}
+        )
+
+    async def discard_counts(self, app_id: str, since: date | None = None) -> list[DiscardCount]:
+        rows = await self._call(
+            {"op": "discard_counts", "app_id": app_id, "since": since and since.isoformat()}
+        )
+        return msgspec.convert(rows, list[DiscardCount])
 
     async def check_writable(self) -> None:
         await self._call({"op": "ping"})

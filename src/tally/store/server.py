@@ -12,13 +12,14 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from tally.store.embedded import EmbeddedStore
-from tally.store.query import EventQuery
+from tally.store.query import EventQuery, FailedQuery, ReplayedEvent
 from tally.store.wire import decode_batch, frame, read_frame
 
 log = logging.getLogger("tally.store")
@@ -83,6 +84,18 @@ class StoreServer:
         if op == "fetch":
             query = msgspec.convert(message["query"], EventQuery)
             return _time_fields(await self.store.fetch_events(query))
+        if op == "fetch_failed":
+            failed = msgspec.convert(message["query"], FailedQuery)
+            return msgspec.to_builtins(
+                await self.store.fetch_failed(failed), builtin_types=(bytes, datetime)
+            )
+        if op == "mark_replayed":
+            replayed = msgspec.convert(message["replayed"], list[ReplayedEvent])
+            await self.store.mark_replayed(message["app_id"], replayed)
+            return None
+        if op == "discard_counts":
+            since = date.fromisoformat(message["since"]) if message.get("since") else None
+            return msgspec.to_builtins(await self.store.discard_counts(message["app_id"], since))
         if op == "ping":
             await self.store.check_writable()
             return "pong"

@@ -1,0 +1,55 @@
+"""What every management and read endpoint shares: the app's Basic credentials, JSON bodies in
+and out."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tally.catalog import App
+from tally.http.auth import basic_credentials
+from tally.http.errors import ApiError
+from tally.http.services import Services
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+
+
+async def authenticated_app(request: Request, services: Services, app_id: str) -> App:
+    """The app named in the path, if the request's Basic credentials are that app's API key."""
+    credentials = basic_credentials(request.headers.get("authorization"))
+    if credentials is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send the app's API key and secret with HTTP Basic authentication",
+            headers={"www-authenticate": 'Basic realm="tally"'},
+        )
+    app = await services.resolver.by_api_credentials(credentials.key, credentials.secret)
+    if app is None:
+        raise ApiError(
+            401,
+            "invalid_credentials",
+            "the API key and secret do not match any app",
+            headers={"www-authenticate": 'Basic realm="tally"'},
+        )
+    if app.id != app_id:
+        raise ApiError(403, "forbidden", "these credentials belong to another app")
+    return app
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(_encoder.encode(value), status_code=status, media_type="application/json")
+
+
+def decode_body(body: bytes, type_: type[T]) -> T:
+    """A JSON request body as ``type_``, or a 400 that says what is wrong."""
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "invalid_body", f"invalid request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
