@@ -42,6 +42,12 @@ class AppResolver:
         assert isinstance(credentials, ApiCredentials)
         return await self.by_api_credentials(credentials.key, credentials.secret)
 
+    def forget(self, app_id: str) -> None:
+        """Drop what is cached about an app this process just changed, so the change applies
+        here at once (other workers see it within ``ttl``)."""
+        self._rules.pop(app_id, None)
+        self._by_key.clear()
+
     async def rules(self, app: App) -> AppRules:
         """The app's compiled rules; rebuilt when its catalog version or settings changed (the app
         record itself is at most ``ttl`` old)."""

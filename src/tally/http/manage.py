@@ -77,6 +77,7 @@ async def patch_settings(request: Request) -> Response:
         updated = await asyncio.to_thread(services.catalog.update_settings, app.id, **changes)
     except ValueError as exc:
         raise ApiError(400, "invalid_settings", str(exc)) from None
+    services.resolver.forget(app.id)
     return json_response({"settings": settings_view(updated.settings)})
 
 
@@ -145,6 +146,7 @@ async def put_definition(request: Request) -> Response:
     except (msgspec.ValidationError, ValueError) as exc:
         raise ApiError(400, "invalid_definition", str(exc)) from None
     created = await asyncio.to_thread(services.catalog.definitions.put, app.id, definition)
+    services.resolver.forget(app.id)
     return json_response(_view(definition, built_in=False), status=201 if created else 200)
 
 
@@ -154,6 +156,7 @@ async def delete_definition(request: Request) -> Response:
     name = request.path_params["name"]
     if not await asyncio.to_thread(services.catalog.definitions.delete, app.id, name):
         raise ApiError(404, "not_found", f"event {name!r} has no definition of this app's own")
+    services.resolver.forget(app.id)
     return Response(status_code=204)
 
 
@@ -188,6 +191,7 @@ async def put_alias(request: Request) -> Response:
         await asyncio.to_thread(store.put_alias, app.id, alias)
     except ValueError as exc:
         raise ApiError(400, "invalid_alias", str(exc)) from None
+    services.resolver.forget(app.id)
     return json_response(alias)
 
 
@@ -197,4 +201,5 @@ async def delete_alias(request: Request) -> Response:
     alias = request.path_params["alias"]
     if not await asyncio.to_thread(services.catalog.definitions.delete_alias, app.id, alias):
         raise ApiError(404, "not_found", f"no alias {alias!r}")
+    services.resolver.forget(app.id)
     return Response(status_code=204)

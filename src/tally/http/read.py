@@ -84,7 +84,11 @@ def _query(request: Request, app_id: str) -> EventQuery:
 async def list_events(request: Request) -> Response:
     services: Services = request.app.state.services
     app_id = request.path_params["app_id"]
-    await authenticated_app(request, services, app_id)
-    rows = await services.store.fetch_events(_query(request, app_id))
+    app = await authenticated_app(request, services, app_id)
+    query = _query(request, app_id)
+    if query.name is not None:
+        names = (await services.resolver.rules(app)).same_event(query.name)
+        query = msgspec.structs.replace(query, name=None, names=names)
+    rows = await services.store.fetch_events(query)
     body = _encoder.encode({"events": [event_json(row) for row in rows]})
     return Response(body, media_type="application/json")

@@ -56,6 +56,12 @@ class AppRules:
     def is_current(self, app: App) -> bool:
         return app.catalog_version == self.catalog_version and app.settings == self.settings
 
+    def same_event(self, name: str) -> list[str]:
+        """Every name an event is stored under: its current name and the aliases that point to
+        it (a query for either name sees both)."""
+        current = self.aliases.get(name, name)
+        return sorted({current, *(a for a, target in self.aliases.items() if target == current)})
+
     def reported(self, name: str, prop: str | None = None) -> bool:
         """Whether this worker already asked the catalog to define the event (or property)."""
         return (name, prop) in self._reported

@@ -36,16 +36,17 @@ def conforms(value: Any, expected: PropertyType) -> bool:
     if value is None:
         return True
     if expected is PropertyType.DATETIME:
-        return isinstance(value, str) and not value.strip().isdigit() and _is_instant(value)
+        return isinstance(value, str) and _canonical_instant(value) == value
     return type_of(value) is expected
 
 
-def _is_instant(text: str) -> bool:
+def _canonical_instant(value: str | int | float) -> str | None:
+    """The one form datetimes are stored in: ISO 8601 in UTC with a ``Z``."""
     try:
-        parse_instant(text)
+        instant = parse_instant(value)
     except TimeError:
-        return False
-    return True
+        return None
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def coerce(value: Any, expected: PropertyType) -> Any:
@@ -54,25 +55,26 @@ def coerce(value: Any, expected: PropertyType) -> Any:
     if expected is PropertyType.STRING and kind in (PropertyType.NUMBER, PropertyType.BOOLEAN):
         return ("true" if value else "false") if isinstance(value, bool) else _number_text(value)
     if expected is PropertyType.NUMBER and kind is PropertyType.STRING:
+        text = value.strip()
+        if text.lstrip("+-").isdigit():
+            return int(text)  # exact, however long
         try:
-            number = float(value.strip())
+            number = float(text)
         except ValueError:
             raise Mismatch(f"{value!r} is not a number") from None
         if not math.isfinite(number):
             raise Mismatch(f"{value!r} is not a finite number")
-        whole = number.is_integer() and value.strip().lstrip("+-").isdigit()
-        return int(number) if whole else number
+        return number
     if expected is PropertyType.BOOLEAN:
         if kind is PropertyType.STRING and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         if kind is PropertyType.NUMBER and value in (0, 1):
             return bool(value)
     if expected is PropertyType.DATETIME and kind in (PropertyType.STRING, PropertyType.NUMBER):
-        try:
-            instant = parse_instant(value)
-        except TimeError as exc:
-            raise Mismatch(str(exc)) from None
-        return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        canonical = _canonical_instant(value)
+        if canonical is None:
+            raise Mismatch(f"{value!r} is not an ISO 8601 time or an epoch number")
+        return canonical
     if expected is PropertyType.LIST and kind in (
         PropertyType.STRING,
         PropertyType.NUMBER,

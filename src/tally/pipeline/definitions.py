@@ -48,7 +48,7 @@ def check_definition(event: Event, ctx: RequestContext) -> Event | Drop:
     definition = rules.definitions.get(name)
     strict = ctx.requires_definitions
     if definition is None:
-        if strict:
+        if strict and name not in RESERVED_EVENTS:  # reserved ones passed check_reserved
             return Drop(
                 DropReason.UNDEFINED_EVENT,
                 f"event {name!r} is not defined; define it in the app's catalog first",
@@ -71,7 +71,8 @@ def check_definition(event: Event, ctx: RequestContext) -> Event | Drop:
             )
     defined = rules.properties[name]
     undefined: list[str] = []
-    coerced: list[str] = []
+    # Kept on the event as they happen: a replay of an event dropped further on still knows.
+    coerced = event.coerced_properties
     for key, value in properties.items():
         prop = defined.get(key)
         if prop is None:
@@ -92,11 +93,10 @@ def check_definition(event: Event, ctx: RequestContext) -> Event | Drop:
             return Drop(
                 DropReason.INVALID_PROPERTY, f"property {key!r} must be a {prop.type}: {exc}", value
             )
-        coerced.append(key)
+        metrics.PROPERTIES_COERCED.labels(ctx.protocol).inc()
+        if key not in coerced:
+            coerced.append(key)
     event.undefined_properties = undefined
-    event.coerced_properties = coerced
-    if coerced:
-        metrics.PROPERTIES_COERCED.labels(ctx.protocol).inc(len(coerced))
     if event.label is None and definition.label_template:
         event.label = render_label(definition.label_template, properties)
     return event
@@ -105,10 +105,10 @@ def check_definition(event: Event, ctx: RequestContext) -> Event | Drop:
 def note_first_seen(event: Event, ctx: RequestContext) -> Event | Drop:
     """The last step: an event that will be stored and is new (or has new properties) is noted
     for definition, with the type of the first value seen."""
-    if event.internal or ctx.requires_definitions:
+    name = event.name
+    if event.internal or ctx.requires_definitions or name in RESERVED_EVENTS:
         return event
     rules = ctx.rules
-    name = event.name
     defined = rules.properties.get(name)
     new = defined is None and not rules.reported(name)
     noted = ctx.first_seen.get(name)

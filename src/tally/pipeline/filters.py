@@ -40,6 +40,8 @@ def filter_traffic(event: Event, ctx: RequestContext) -> Event | Drop | Discard:
             address = ipaddress.ip_address(event.ip)
         except ValueError:
             return event
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # ::ffff:10.0.0.5 from a dual-stack listener
         for network in rules.internal_networks:
             if address in network:
                 return Discard(f"internal_ips:{network}")

@@ -32,7 +32,16 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ReplayState)
 
 
-def replay_state(event: Event, ctx: RequestContext) -> bytes:
+def replay_state(event: Event, ctx: RequestContext) -> bytes | None:
+    """The state to keep, or None if it cannot be encoded (an integer beyond 64 bits, which
+    JSON allows): the failed event is then kept without it, to be resent rather than replayed."""
+    try:
+        return _encode_state(event, ctx)
+    except (OverflowError, msgspec.EncodeError):
+        return None
+
+
+def _encode_state(event: Event, ctx: RequestContext) -> bytes:
     return _encoder.encode(
         ReplayState(
             event=msgspec.structs.replace(event, payload=b""),
