@@ -25,6 +25,14 @@ SUCCESS = {"success": True}
 CLIENT_IP = "198.51.100.7"  # the ASGI client address set in conftest.py
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 CALLS = ("track", "identify", "page", "screen", "group", "alias")
+SHORT = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias"}
+"""analytics.js's short paths (``/v1/<first letter of the type>``; a batch goes to ``/v1/b``)."""
+AJS_LIBRARY = {"name": "analytics.js", "version": "npm:next-1.84.3"}
+AJS_METADATA = {"bundled": ["Segment.io"], "unbundled": [], "bundledIds": []}
+AJS_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -83,6 +91,48 @@ def error(response: httpx.Response, status: int, code: str) -> dict:
     assert isinstance(body["message"], str) and body["message"]
     assert set(body) == {"success", "code", "message"}
     return body
+
+
+async def post_text(client: httpx.AsyncClient, path: str, body: Any, key: str) -> httpx.Response:
+    """As analytics.js posts: the JSON body as ``text/plain``, the write key in the body and as the
+    Basic user name."""
+    headers = {**basic(key), "Content-Type": "text/plain"}
+    return await client.post(path, content=json.dumps(body).encode(), headers=headers)
+
+
+def ajs_context(url: str = "https://shop.example/checkout?step=2") -> dict[str, Any]:
+    """The context analytics.js (@segment/analytics-next 1.84.3) sends with every call."""
+    return {
+        "page": {
+            "path": "/checkout",
+            "referrer": "https://search.example/",
+            "search": "?step=2",
+            "title": "Checkout",
+            "url": url,
+        },
+        "userAgent": AJS_UA,
+        "userAgentData": {"brands": [{"brand": "Chromium", "version": "131"}], "mobile": False},
+        "locale": "en-US",
+        "library": AJS_LIBRARY,
+        "timezone": "Europe/Amsterdam",
+    }
+
+
+def ajs_message(key: str, call: str, seq: int, **fields: Any) -> dict[str, Any]:
+    """One analytics.js message as its Segment.io plugin sends it to ``/v1/<letter>``."""
+    return {
+        "timestamp": iso(T0 + timedelta(seconds=seq)),
+        "integrations": {},
+        "type": call,
+        "context": ajs_context(),
+        "messageId": f"ajs-next-1772359200000-{seq:04d}-5f7c0a52-6f1b-4c57-9a7e-1d3b2f0c9e8a",
+        "anonymousId": "5c1e2a7b-7f1d-4a4e-9b0e-3f2a1c0d9e8f",
+        "userId": None,
+        **fields,
+        "writeKey": key,
+        "sentAt": iso(T0 + timedelta(seconds=seq, milliseconds=5)),
+        "_metadata": AJS_METADATA,
+    }
 
 
 def rejected_codes(response: httpx.Response) -> list[tuple[int, str]]:
@@ -277,13 +327,25 @@ async def test_batch_as_in_the_docs(
 async def test_every_reply_carries_cors_headers_and_options_answers_the_preflight(
     client: httpx.AsyncClient, new_app: NewApp
 ) -> None:
-    for call in (*CALLS, "batch"):
-        preflight = await client.options(f"/v1/{call}")
-        assert preflight.status_code == 204
+    """analytics.js sends ``Authorization`` on every request and ``X-Retry-Count`` on retries, so
+    the browser asks first; both must be allowed, on the short paths as on the long ones."""
+    for call in (*CALLS, "batch", *SHORT, "b"):
+        preflight = await client.options(
+            f"/v1/{call}",
+            headers={
+                "Origin": "https://shop.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type,x-retry-count",
+            },
+        )
+        assert preflight.status_code == 204, call
         assert preflight.headers["access-control-allow-origin"] == "*"
         assert "POST" in preflight.headers["access-control-allow-methods"]
-        assert "authorization" in preflight.headers["access-control-allow-headers"]
+        allowed = {h.strip() for h in preflight.headers["access-control-allow-headers"].split(",")}
+        assert {"authorization", "content-type", "x-retry-count"} <= allowed
     response = await post(client, "track", {"event": "x", "userId": "u"})
+    assert response.headers["access-control-allow-origin"] == "*"
+    response = await post(client, "t", {"event": "x", "userId": "u"})  # refused: no write key
     assert response.headers["access-control-allow-origin"] == "*"
 
 
@@ -806,6 +868,230 @@ async def test_identify_with_both_ids_links_the_anonymous_history(
     assert (await post(client, "identify", identify)).json() == SUCCESS
     events = await stored(services, new_app.app.id, user="u-9")
     assert sorted(e["name"] for e in events) == ["Browsed", "identity.identify"]
+
+
+# --- analytics.js: short paths, text/plain, its body shape -------------------------------------
+
+
+@pytest.mark.parametrize(("short", "call"), sorted(SHORT.items()))
+async def test_each_short_path_takes_its_call_as_text_plain(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp, short: str, call: str
+) -> None:
+    fields: dict[str, Any] = {
+        "track": {"event": "Clicked", "properties": {"button": "buy"}},
+        "identify": {"userId": "u-1", "traits": {"plan": "pro"}},
+        "page": {"name": "Home", "properties": {"title": "Home"}},
+        "screen": {"name": "Feed", "properties": {"tab": "new"}},
+        "group": {"groupId": "g-1", "traits": {"name": "Acme"}},
+        "alias": {"userId": "u-1", "previousId": "old-1"},
+    }[call]
+    key = new_app.app.app_key
+    response = await post_text(client, f"/v1/{short}", ajs_message(key, call, 0, **fields), key)
+    assert (response.status_code, response.json()) == (200, SUCCESS)
+    assert response.headers["access-control-allow-origin"] == "*"
+    event = await stored_one(services, new_app.app.id)
+    assert (
+        event["name"]
+        == {
+            "track": "Clicked",
+            "identify": "identity.identify",
+            "page": "page.visit",
+            "screen": "screen.view",
+            "group": "identity.group",
+            "alias": "identity.link",
+        }[call]
+    )
+    assert event["protocol"] == "segment"
+    assert (event["sdk_name"], event["sdk_version"]) == ("analytics.js", "npm:next-1.84.3")
+    assert event["id"].startswith("ajs-next-")
+    assert event["device_id"] == "5c1e2a7b-7f1d-4a4e-9b0e-3f2a1c0d9e8f"
+
+
+async def test_a_short_path_goes_by_the_path_not_the_body_type(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp
+) -> None:
+    key = new_app.app.app_key
+    body = ajs_message(key, "page", 0, event="Clicked")
+    assert (await post_text(client, "/v1/t", body, key)).json() == SUCCESS
+    assert (await stored_one(services, new_app.app.id))["name"] == "Clicked"
+
+
+async def test_analytics_js_track_page_and_identify_map_as_on_the_long_paths(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp
+) -> None:
+    """The bodies analytics.js sends, in full: its ``_metadata``, ``integrations`` and
+    ``userAgentData`` are ignored, ``userId: null`` counts as missing, ``sentAt`` corrects the
+    time, and a page's properties carry the page context analytics.js copies into them."""
+    key = new_app.app.app_key
+    page_properties = {
+        "path": "/checkout",
+        "referrer": "https://search.example/",
+        "search": "?step=2",
+        "title": "Checkout",
+        "url": "https://shop.example/checkout?step=2",
+        "name": "Checkout",
+    }
+    track = ajs_message(key, "track", 0, event="Order Completed", properties={"total": 30.5})
+    page = ajs_message(key, "page", 1, name="Checkout", properties=page_properties)
+    identify = ajs_message(key, "identify", 2, userId="user-7", traits={"email": "a@example.com"})
+    for path, body in (("/v1/t", track), ("/v1/p", page), ("/v1/i", identify)):
+        response = await post_text(client, path, body, key)
+        assert (response.status_code, response.json()) == (200, SUCCESS), path
+    events = await stored_by_name(services, new_app.app.id)
+    assert set(events) == {"Order Completed", "page.visit", "identity.identify"}
+    anonymous = track["anonymousId"]
+    order = events["Order Completed"]
+    assert (order["user_id"], order["device_id"]) == (None, anonymous)
+    assert order["properties"] == {"total": 30.5}
+    assert order["id"] == track["messageId"]
+    assert order["time"] == order["received_at"] - timedelta(milliseconds=5)
+    assert (order["url"], order["referrer"]) == (
+        "https://shop.example/checkout?step=2",
+        "https://search.example/",
+    )
+    assert (order["locale"], order["timezone"]) == ("en-US", "Europe/Amsterdam")
+    assert order["user_agent"] == AJS_UA
+    visit = events["page.visit"]
+    assert visit["label"] == "Checkout"
+    assert visit["properties"] == page_properties
+    assert visit["url"] == "https://shop.example/checkout?step=2"
+    who = events["identity.identify"]
+    assert (who["user_id"], who["device_id"]) == ("user-7", anonymous)
+    assert who["properties"] == {"email": "a@example.com"}
+    assert failed(services) == []
+    # identify with both ids links the anonymous history to the user.
+    by_user = await stored(services, new_app.app.id, user="user-7")
+    assert {e["name"] for e in by_user} == set(events)
+
+
+async def test_the_analytics_js_batch_on_the_short_path(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp
+) -> None:
+    """The ``batching`` delivery strategy: ``{writeKey, batch, sentAt}`` to ``/v1/b``, each message
+    without its own ``sentAt``."""
+    key = new_app.app.app_key
+    messages = [
+        ajs_message(key, "page", 0, name="Home", properties={"url": "https://shop.example/"}),
+        ajs_message(key, "track", 1, event="Added To Cart", properties={"sku": "A-1"}),
+        ajs_message(key, "identify", 2, userId="user-8", traits={"plan": "pro"}),
+    ]
+    for message in messages:
+        del message["sentAt"]
+    body = {"writeKey": key, "batch": messages, "sentAt": iso(T0 + timedelta(seconds=3))}
+    response = await post_text(client, "/v1/b", body, key)
+    assert (response.status_code, response.json()) == (200, SUCCESS)
+    events = await stored_by_name(services, new_app.app.id)
+    assert set(events) == {"page.visit", "Added To Cart", "identity.identify"}
+    assert events["Added To Cart"]["properties"] == {"sku": "A-1"}
+    # One sentAt for the whole batch: the messages keep their spacing.
+    assert events["Added To Cart"]["time"] == events["page.visit"]["time"] + timedelta(seconds=1)
+    assert events["identity.identify"]["time"] == events["identity.identify"]["received_at"] - (
+        timedelta(seconds=1)
+    )
+
+
+async def test_short_paths_refuse_as_the_long_ones(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp
+) -> None:
+    error(await client.post("/v1/t", content=b'{"event":'), 400, "invalid_json")
+    error(
+        await post(client, "b", {"batch": [{"type": "track", "event": "x"}]}),
+        401,
+        "missing_app_key",
+    )
+    error(await post(client, "i", {"userId": "u", "writeKey": "nope"}), 401, "unknown_app_key")
+    response = await client.get("/v1/p")
+    error(response, 405, "method_not_allowed")
+    body = {"writeKey": new_app.app.app_key, "event": "x"}  # neither userId nor anonymousId
+    assert rejected_codes(await post(client, "t", body)) == [(0, "missing_identity")]
+    assert count_events(services) == 0
+
+
+# --- traits --------------------------------------------------------------------------------------
+
+
+async def test_identify_reads_context_traits_when_traits_are_absent_or_empty(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp
+) -> None:
+    key = new_app.app.app_key
+    only_context = {
+        "writeKey": key,
+        "userId": "u-1",
+        "context": {"traits": {"email": "one@example.com"}},
+        "timestamp": iso(T0),
+    }
+    empty_top = {
+        "writeKey": key,
+        "userId": "u-2",
+        "traits": {},
+        "context": {"traits": {"email": "two@example.com"}},
+        "timestamp": iso(T0 + timedelta(seconds=1)),
+    }
+    both = {
+        "writeKey": key,
+        "userId": "u-3",
+        "traits": {"email": "three@example.com"},
+        "context": {"traits": {"email": "old@example.com", "plan": "free"}},
+        "timestamp": iso(T0 + timedelta(seconds=2)),
+    }
+    for body in (only_context, empty_top, both):
+        assert (await post(client, "identify", body)).json() == SUCCESS
+    stored_traits = {e["user_id"]: e["properties"] for e in await stored(services, new_app.app.id)}
+    assert stored_traits == {
+        "u-1": {"email": "one@example.com"},
+        "u-2": {"email": "two@example.com"},
+        "u-3": {"email": "three@example.com"},  # the top-level traits win, whole
+    }
+
+
+async def test_identify_in_a_batch_reads_the_batch_context_traits(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp
+) -> None:
+    body = {
+        "writeKey": new_app.app.app_key,
+        "context": {"traits": {"plan": "pro"}},
+        "batch": [{"type": "identify", "userId": "u-1"}],
+    }
+    assert (await post(client, "batch", body)).json() == SUCCESS
+    assert (await stored_one(services, new_app.app.id))["properties"] == {"plan": "pro"}
+
+
+async def test_context_traits_of_other_calls_are_not_stored(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp
+) -> None:
+    """A track, page or screen keeps its own properties; ``context.traits`` (the user's traits,
+    sent when the caller passes them) is context, and only identify stores traits."""
+    key = new_app.app.app_key
+    context = {"traits": {"email": "a@example.com"}, "locale": "en-GB"}
+    calls = [
+        ("track", {"event": "Clicked", "properties": {"button": "buy"}}),
+        ("page", {"name": "Home", "properties": {"title": "Home"}}),
+        ("screen", {"name": "Feed"}),
+    ]
+    for seq, (call, fields) in enumerate(calls):
+        body = {
+            "writeKey": key,
+            "anonymousId": "a-1",
+            "context": context,
+            "timestamp": iso(T0 + timedelta(seconds=seq)),
+            **fields,
+        }
+        assert (await post(client, call, body)).json() == SUCCESS
+    events = await stored_by_name(services, new_app.app.id)
+    assert {name: e["properties"] for name, e in events.items()} == {
+        "Clicked": {"button": "buy"},
+        "page.visit": {"title": "Home"},
+        "screen.view": {},
+    }
+    assert {e["locale"] for e in events.values()} == {"en-GB"}
+
+
+async def test_context_traits_of_the_wrong_type_are_ignored(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp
+) -> None:
+    body = {"writeKey": new_app.app.app_key, "userId": "u-1", "context": {"traits": ["x"]}}
+    assert (await post(client, "identify", body)).json() == SUCCESS
+    assert (await stored_one(services, new_app.app.id))["properties"] == {}
 
 
 # --- refused requests --------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Segment's HTTP Tracking API: ``/v1/{track,identify,page,screen,group,alias,batch}`` (see
-docs/protocols.md for the replies and the field mapping).
+"""Segment's HTTP Tracking API: ``/v1/{track,identify,page,screen,group,alias,batch}``, and the
+short paths analytics.js posts to, ``/v1/{t,i,p,s,g,a,b}`` (see docs/protocols.md for the replies
+and the field mapping).
 
 The write key is the Tally app's public app key, in the body (``writeKey``) or as the user name of
 HTTP Basic authentication. As in Segment, a readable, authenticated request is answered 200
@@ -35,6 +36,19 @@ from tally.pipeline.timeparse import TimeError, parse_instant
 
 PROTOCOL = "segment"
 CALL_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+SHORT_PATHS = {
+    "t": "track",
+    "i": "identify",
+    "p": "page",
+    "s": "screen",
+    "g": "group",
+    "a": "alias",
+    "b": "batch",
+}
+"""analytics.js (@segment/analytics-next) posts each call to ``<apiHost>/<first letter of its
+type>``, and a batch (its ``batching`` delivery strategy) to ``<apiHost>/b``. The body is the one
+the long path takes, sent as ``Content-Type: text/plain`` (the body is read as JSON whatever the
+type), with the write key in the body and as the Basic user name."""
 MAX_BATCH_BYTES = 500 * 1024
 """Segment refuses a batch over 500 KB with a 400 (its libraries keep batches under 475,000)."""
 MAX_BATCH_ITEMS = 2500
@@ -46,7 +60,11 @@ GROUP_EVENT = "identity.group"
 CORS_HEADERS = [
     ("access-control-allow-origin", "*"),
     ("access-control-allow-methods", "POST, OPTIONS"),
-    ("access-control-allow-headers", "content-type, content-encoding, authorization"),
+    # analytics.js adds Authorization (Basic write key) to every request, X-Retry-Count to retries.
+    (
+        "access-control-allow-headers",
+        "content-type, content-encoding, authorization, x-retry-count",
+    ),
     ("access-control-max-age", "86400"),
 ]
 STATUS = {"body_too_large": 400, "too_many_events": 400}
@@ -214,7 +232,9 @@ def message_event(index: int, call: str, message: dict[str, Any], payload: bytes
     elif call == "identify":
         event.name = IDENTIFY_EVENT
         event.internal = True
-        event.properties = _object(message, "traits")
+        # The user's traits; a library that sends them only as context.traits (an empty or absent
+        # top-level ``traits``) is read there. Other calls' context.traits are not kept.
+        event.properties = _object(message, "traits") or _section(context, "traits")
     elif call == "group":
         group_id = _id(message, "groupId")
         if group_id is None:
@@ -406,7 +426,9 @@ class SegmentBatchAdapter(SegmentAdapter):
 
 
 def segment_adapters() -> dict[str, SegmentAdapter]:
-    """Every Segment endpoint, by path."""
+    """Every Segment endpoint, by path: the long paths and analytics.js's short ones."""
     adapters = {f"/v1/{call}": SegmentAdapter(call) for call in CALL_TYPES}
     adapters["/v1/batch"] = SegmentBatchAdapter()
+    for short, call in SHORT_PATHS.items():
+        adapters[f"/v1/{short}"] = adapters[f"/v1/{call}"]
     return adapters

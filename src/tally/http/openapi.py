@@ -10,8 +10,15 @@ import msgspec
 
 from tally import __version__
 from tally.adapters.native import ErrorResponse, IngestResponse, NativeBatch
-from tally.adapters.segment import CALL_TYPES, SegmentBatch, SegmentError, SegmentSuccess
+from tally.adapters.segment import (
+    CALL_TYPES,
+    SHORT_PATHS,
+    SegmentBatch,
+    SegmentError,
+    SegmentSuccess,
+)
 from tally.adapters.synerise import synerise_adapters
+from tally.http.openapi_manage import SCHEMAS, management_paths
 from tally.model import DropReason
 
 
@@ -178,8 +185,9 @@ def synerise(path: str) -> dict[str, Any]:
     }
 
 
-def segment(call: str) -> dict[str, Any]:
-    """One Segment Tracking API endpoint (``call`` is a message type, or ``batch``)."""
+def segment(call: str, short: str | None = None) -> dict[str, Any]:
+    """One Segment Tracking API endpoint (``call`` is a message type, or ``batch``); ``short`` is
+    the letter of analytics.js's short path for it (``/v1/t`` for track ...)."""
     body = (
         _ref("SegmentBatch")
         if call == "batch"
@@ -191,15 +199,24 @@ def segment(call: str) -> dict[str, Any]:
             "additionalProperties": True,
         }
     )
+    operation = f"segment{call.title()}{'Short' if short else ''}"
+    summary = f"Segment Tracking API: {call}"
+    description = (
+        "The write key is the app key: `writeKey` in the body, or HTTP Basic with the write key "
+        "as user name and an empty password. The body is read as JSON whatever the Content-Type "
+        "(analytics.js sends `text/plain`). Dropped messages are kept as failed events and listed "
+        "in `rejected`; the status is still 200, as in Segment."
+    )
+    if short:
+        summary += f" (analytics.js's short path; same as /v1/{call})"
+    content = {"application/json": {"schema": body}, "text/plain": {"schema": body}}
     return {
         "post": {
-            "operationId": f"segment{call.title()}",
-            "summary": f"Segment Tracking API: {call}",
-            "description": "The write key is the app key: `writeKey` in the body, or HTTP Basic "
-            "with the write key as user name and an empty password. Dropped messages are kept as "
-            "failed events and listed in `rejected`; the status is still 200, as in Segment.",
+            "operationId": operation,
+            "summary": summary,
+            "description": description,
             "security": [{"segmentWriteKey": []}, {}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "requestBody": {"required": True, "content": content},
             "responses": {
                 "200": _json("SegmentSuccess", '`{"success": true}`, with `rejected` if any.'),
                 "400": _json(
@@ -213,7 +230,7 @@ def segment(call: str) -> dict[str, Any]:
             },
         },
         "options": {
-            "operationId": f"segment{call.title()}Preflight",
+            "operationId": f"{operation}Preflight",
             "summary": "CORS preflight",
             "responses": {"204": {"description": "CORS headers."}},
         },
@@ -231,6 +248,7 @@ def openapi_document() -> dict[str, Any]:
             SegmentBatch,
             SegmentSuccess,
             SegmentError,
+            *SCHEMAS,
         ],
         ref_template="#/components/schemas/{name}",
     )
@@ -403,6 +421,7 @@ def openapi_document() -> dict[str, Any]:
                 "`{euid, type: set|increase, properties}`.",
             ),
             **{f"/v1/{call}": segment(call) for call in (*CALL_TYPES, "batch")},
+            **{f"/v1/{short}": segment(call, short) for short, call in SHORT_PATHS.items()},
             **{path: synerise(path) for path in synerise_adapters()},
             "/healthz": {
                 "get": {
@@ -428,6 +447,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": {"description": "Exposition format.", **text}},
                 }
             },
+            **management_paths(),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",

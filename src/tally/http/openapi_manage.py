@@ -1,0 +1,271 @@
+"""``/openapi.json``'s part for the data-management API and Synerise's workspace login, with
+schemas from the same msgspec types the handlers decode and encode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tally.catalog.definitions import EventAlias, EventDefinition
+from tally.catalog.models import AppSettings
+from tally.http.failed import (
+    DiscardedCounts,
+    FailedEventDetail,
+    FailedEventSummary,
+    ReplayReport,
+    ReplayRequest,
+)
+from tally.http.manage import AliasTarget, DefinitionView
+from tally.http.synerise_auth import PATH as LOGIN_PATH
+from tally.http.synerise_auth import LoginRequest, LoginResponse
+
+BASE = "/api/v1/apps/{app_id}"
+
+
+class DefinitionList(msgspec.Struct):
+    events: list[DefinitionView]
+
+
+class AliasList(msgspec.Struct):
+    aliases: list[EventAlias]
+
+
+class SettingsView(msgspec.Struct):
+    settings: AppSettings
+
+
+class FailedEventList(msgspec.Struct):
+    failed_events: list[FailedEventSummary]
+
+
+class DiscardedReport(msgspec.Struct):
+    totals: dict[str, int]
+    """Events discarded per rule over the period."""
+    days: list[DiscardedCounts]
+
+
+SCHEMAS = [
+    EventDefinition,
+    DefinitionView,
+    DefinitionList,
+    EventAlias,
+    AliasTarget,
+    AliasList,
+    SettingsView,
+    FailedEventList,
+    FailedEventDetail,
+    ReplayRequest,
+    ReplayReport,
+    DiscardedReport,
+    LoginRequest,
+    LoginResponse,
+]
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: str | dict[str, Any]) -> dict[str, Any]:
+    return {
+        "content": {
+            "application/json": {"schema": _ref(schema) if isinstance(schema, str) else schema}
+        }
+    }
+
+
+_ERROR = {"description": "`{error: {code, message}}`", **_json("ErrorResponse")}
+_APP_ID = {
+    "name": "app_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The app's id (24 hex characters).",
+}
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+def _path(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+def _op(
+    operation_id: str,
+    summary: str,
+    *,
+    replies: dict[str, str | None],
+    body: str | dict[str, Any] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+    description: str = "",
+) -> dict[str, Any]:
+    """One operation; ``replies`` maps a status to a schema name (None: no body)."""
+    responses: dict[str, Any] = {}
+    for status, schema in replies.items():
+        reply: dict[str, Any] = {"description": status}
+        if schema is not None:
+            reply.update(_json(schema))
+        responses[status] = reply
+    for status in ("400", "401", "403", "404"):
+        responses.setdefault(status, _ERROR)
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": [{"apiKey": []}],
+        "parameters": [_APP_ID, *(parameters or [])],
+        "responses": responses,
+    }
+    if description:
+        operation["description"] = description
+    if body is not None:
+        operation["requestBody"] = {"required": True, **_json(body)}
+    return operation
+
+
+_NAME = _path("name", "The event's name.")
+_ALIAS = _path("alias", "The old name.")
+_FAILED_FILTERS = [
+    _query("reason", "A drop reason (see the info section)."),
+    _query("name", "The event name."),
+    _query("since", "Received at or after (ISO 8601 or epoch)."),
+    _query("until", "Received before."),
+    _query("replayed", "true or false."),
+    _query("limit", "1 to 1000, default 100."),
+]
+_CHANGES = "Applies at once in this worker and within a second in every other, without a restart."
+
+
+def management_paths() -> dict[str, Any]:
+    settings_patch = {
+        "type": "object",
+        "description": "Only the settings to change; see the AppSettings schema for each.",
+        "additionalProperties": True,
+    }
+    return {
+        f"{BASE}/settings": {
+            "get": _op("getSettings", "An app's rule settings", replies={"200": "SettingsView"}),
+            "patch": _op(
+                "patchSettings",
+                "Change some rule settings",
+                body=settings_patch,
+                replies={"200": "SettingsView"},
+                description=_CHANGES,
+            ),
+        },
+        f"{BASE}/definitions": {
+            "get": _op(
+                "listDefinitions",
+                "Event definitions (the app's own and the built-in ones)",
+                parameters=[_query("status", "active, hidden or deprecated.")],
+                replies={"200": "DefinitionList"},
+            ),
+        },
+        f"{BASE}/definitions/{{name}}": {
+            "get": _op(
+                "getDefinition",
+                "One event definition",
+                parameters=[_NAME],
+                replies={"200": "DefinitionView"},
+            ),
+            "put": _op(
+                "putDefinition",
+                "Create or replace an event definition",
+                parameters=[_NAME],
+                body="EventDefinition",
+                replies={"200": "DefinitionView", "201": "DefinitionView"},
+                description=_CHANGES,
+            ),
+            "delete": _op(
+                "deleteDefinition",
+                "Delete an event definition",
+                parameters=[_NAME],
+                replies={"204": None},
+                description=_CHANGES,
+            ),
+        },
+        f"{BASE}/aliases": {
+            "get": _op("listAliases", "Event aliases", replies={"200": "AliasList"}),
+        },
+        f"{BASE}/aliases/{{alias}}": {
+            "put": _op(
+                "putAlias",
+                "Store events sent under this name as another one from now on",
+                parameters=[_ALIAS],
+                body="AliasTarget",
+                replies={"200": "EventAlias"},
+                description=_CHANGES,
+            ),
+            "delete": _op(
+                "deleteAlias",
+                "Remove an alias",
+                parameters=[_ALIAS],
+                replies={"204": None},
+                description=_CHANGES,
+            ),
+        },
+        f"{BASE}/failed-events": {
+            "get": _op(
+                "listFailedEvents",
+                "Failed events, newest first",
+                parameters=_FAILED_FILTERS,
+                replies={"200": "FailedEventList"},
+            ),
+        },
+        f"{BASE}/failed-events/{{failed_id}}": {
+            "get": _op(
+                "getFailedEvent",
+                "One failed event with its payload",
+                parameters=[_path("failed_id", "The failed event's id.")],
+                replies={"200": "FailedEventDetail"},
+            ),
+        },
+        f"{BASE}/failed-events/replay": {
+            "post": _op(
+                "replayFailedEvents",
+                "Run failed events through the pipeline again",
+                body="ReplayRequest",
+                replies={"200": "ReplayReport"},
+                description="Picks failed events not replayed yet that match the filters, runs "
+                "them with the app's current catalog and stores those that pass. An event is "
+                "replayed under its client id or the failed event's id, so replaying twice "
+                "stores it once.",
+            ),
+        },
+        f"{BASE}/discarded": {
+            "get": _op(
+                "listDiscarded",
+                "Events discarded on purpose, per rule and day",
+                parameters=[_query("since", "A date, YYYY-MM-DD.")],
+                replies={"200": "DiscardedReport"},
+            ),
+        },
+        LOGIN_PATH: {
+            "post": {
+                "operationId": "syneriseLoginProfile",
+                "summary": "Synerise: a workspace JWT for the app's API key and secret",
+                "description": "`apiKey` is `API_KEY:API_SECRET`. The token is valid for one "
+                "hour and is accepted as a Bearer token by the /v4 endpoints.",
+                "requestBody": {"required": True, **_json("LoginRequest")},
+                "responses": {
+                    "200": {"description": "The token.", **_json("LoginResponse")},
+                    "400": {"description": "Synerise's error body."},
+                    "401": {"description": "Synerise's error body: the key is not valid."},
+                },
+            }
+        },
+    }
