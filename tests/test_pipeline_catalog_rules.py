@@ -99,7 +99,9 @@ def browser(ctx: RequestContext, **kwargs: Any) -> RequestContext:
 
 
 def event(name: Any = "entries.count", **fields: Any) -> Event:
+    """An event of one device (Segment, Synerise and EngageLab require an identity)."""
     fields.setdefault("index", 0)
+    fields.setdefault("device_id", "device-1")
     fields.setdefault("protocol", "native")
     fields.setdefault("payload", msgspec.json.encode({"name": name}))
     return Event(name=name, **fields)

@@ -151,6 +151,8 @@ def test_runner_keeps_order_and_records_failures(ctx: RequestContext) -> None:
     assert pipeline.step_names == [
         "limit_event_size",
         "check_name",
+        "bind_customer",
+        "require_identity",
         "rename_alias",
         "check_reserved",
         "filter_lists",
@@ -159,7 +161,6 @@ def test_runner_keeps_order_and_records_failures(ctx: RequestContext) -> None:
         "resolve_time",
         "check_measures",
         "limit_properties",
-        "bind_customer",
         "check_definition",
         "assign_id",
         "note_first_seen",

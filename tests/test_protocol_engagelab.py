@@ -135,7 +135,7 @@ async def test_partial_success_is_code_0_and_rejects_are_kept(
     assert [(i, r) for i, r, _ in failed] == [
         (1, "invalid_name"),
         (2, "invalid_name"),
-        (3, "invalid_event"),
+        (3, "missing_identity"),
         (4, "invalid_event"),
         (5, "invalid_event"),
     ]

@@ -187,13 +187,13 @@ async def test_missing_action_is_missing_name(
 
 
 @pytest.mark.parametrize(
-    ("change", "field"),
+    ("change", "field", "reason"),
     [
-        ({"label": None}, "label"),  # None = remove the key
-        ({"label": ""}, "label"),
-        ({"client": None}, "client"),
-        ({"client": {}}, "client"),
-        ({"client": {"firstName": "Ann"}}, "client"),
+        ({"label": None}, "label", "invalid_event"),  # None = remove the key
+        ({"label": ""}, "label", "invalid_event"),
+        ({"client": None}, "client", "missing_identity"),
+        ({"client": {}}, "client", "missing_identity"),
+        ({"client": {"firstName": "Ann"}}, "client", "missing_identity"),
     ],
     ids=["no-label", "empty-label", "no-client", "empty-client", "client-without-identifier"],
 )
@@ -203,6 +203,7 @@ async def test_label_and_client_are_required(
     new_app: NewApp,
     change: dict[str, Any],
     field: str,
+    reason: str,
 ) -> None:
     body = event()
     for key, value in change.items():
@@ -214,7 +215,7 @@ async def test_label_and_client_are_required(
     reply = assert_error_body(response, 400, "Bad Request", "/v4/events/custom")
     assert [e["field"] for e in reply["errors"]] == [field]
     assert await events_of(services, new_app) == []
-    assert [(i, r) for i, r, _ in failed(services)] == [(0, "invalid_event")]
+    assert [(i, r) for i, r, _ in failed(services)] == [(0, reason)]
 
 
 @pytest.mark.parametrize("content", [b"{", b"not json", b""], ids=["truncated", "text", "empty"])
@@ -459,7 +460,7 @@ async def test_predefined_endpoints_still_require_label_and_client(
     body = assert_error_body(response, 400, "Bad Request", "/v4/events/push/clicked")
     assert [e["field"] for e in body["errors"]] == ["client"]
     assert await events_of(services, new_app) == []
-    assert [r for _, r, _ in failed(services)] == ["invalid_event", "invalid_event"]
+    assert [r for _, r, _ in failed(services)] == ["invalid_event", "missing_identity"]
 
 
 # --- /v4/events/batch -----------------------------------------------------------------------------
@@ -538,7 +539,7 @@ async def test_batch_with_nothing_stored_is_400_with_one_error_per_item(
     assert await events_of(services, new_app) == []
     assert [(i, r) for i, r, _ in failed(services)] == [
         (0, "invalid_name"),
-        (1, "invalid_event"),
+        (1, "missing_identity"),
         (2, "invalid_event"),
         (3, "invalid_name"),
     ]

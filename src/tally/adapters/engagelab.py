@@ -120,10 +120,13 @@ class EngageLabAdapter:
                     (self._bare(index, payload), Drop(DropReason.INVALID_EVENT, str(exc)))
                 )
                 continue
-            missing = [f for f in ("euid", "itime") if getattr(item, f) is None]
-            if missing:
-                message = f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required"
-                errors.append((self._bare(index, payload), Drop(DropReason.INVALID_EVENT, message)))
+            if item.itime is None:  # a missing euid is pipeline.identity's to refuse
+                errors.append(
+                    (
+                        self._bare(index, payload),
+                        Drop(DropReason.INVALID_EVENT, "itime is required"),
+                    )
+                )
                 continue
             events.append(
                 Event(
@@ -132,7 +135,7 @@ class EngageLabAdapter:
                     name=item.event_name,
                     id=item.random_id,
                     raw_time=item.itime,
-                    user_id=str(item.euid),
+                    user_id=None if item.euid is None else str(item.euid),
                     properties=item.properties or {},
                     payload=payload,
                 )

@@ -254,9 +254,8 @@ def message_event(index: int, call: str, message: dict[str, Any], payload: bytes
 
 
 def _checked(event: Event) -> Drop | None:
-    """Segment's own rules for a message: an identity, and a messageId of at most 100 chars."""
-    if event.user_id is None and event.device_id is None:
-        return Drop(DropReason.MISSING_IDENTITY, "the message has neither userId nor anonymousId")
+    """Segment's own rule for a message: a messageId of at most 100 characters. (Every message
+    needs userId or anonymousId: ``pipeline.identity``.)"""
     if event.id is not None and len(event.id) > MAX_MESSAGE_ID_LENGTH:
         return Drop(
             DropReason.INVALID_ID,

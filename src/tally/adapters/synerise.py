@@ -96,6 +96,7 @@ _FIELD_OF_CODE = {
     "reserved_event": "action",
     "missing_property": "params",
     "invalid_property": "params",
+    "missing_identity": "client",
 }
 
 _AUTH_MESSAGES = {
@@ -159,14 +160,11 @@ class _Invalid(Exception):
 
 
 def _identity(client: SyneriseClient | None) -> tuple[str | None, str | None]:
-    """(user, device): customId, else email, else the numeric id; and the uuid."""
+    """(user, device): customId, else email, else the numeric id; and the uuid. (An event with
+    neither is refused by ``pipeline.identity``.)"""
     if client is None:
-        raise _Invalid("client", "is required")
+        return None, None
     user = client.customId or client.email or (str(client.id) if client.id is not None else None)
-    if user is None and not client.uuid:
-        raise _Invalid(
-            "client", "needs at least one of id, uuid, customId, email", msgspec.to_builtins(client)
-        )
     return user, client.uuid or None
 
 

@@ -192,7 +192,7 @@ async def replay(services: Services, app: App, query: FailedQuery) -> ReplayRepo
             received_at=record.received_at,
             limits=services.limits,
         )
-        if not event.client_id:
+        if event.id is None:  # no client id: the failed event's own makes the replay idempotent
             event.id = record.id
         outcome = services.pipeline.run([event], ctx)
         if outcome.rejected:

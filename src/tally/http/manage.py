@@ -25,6 +25,7 @@ from tally.catalog.definitions import (
     EventAlias,
     EventDefinition,
     EventStatus,
+    PropertyDefinition,
 )
 from tally.catalog.models import AppSettings
 from tally.http.api import authenticated_app, decode_body, json_response
@@ -35,7 +36,12 @@ from tally.pipeline.names import CONVENTION
 _BUILT_IN = {d.name: d for d in BUILT_IN_EVENTS}
 
 
+class PropertyView(PropertyDefinition, kw_only=True, omit_defaults=False):
+    """A property definition with every field shown, defaults included."""
+
+
 class DefinitionView(EventDefinition, kw_only=True, omit_defaults=False):
+    properties: list[PropertyView] = msgspec.field(default_factory=list)
     built_in: bool = False
     """Predefined by Tally (page.visit, session.start...); a PUT replaces it for this app."""
     follows_convention: bool = True
@@ -82,8 +88,12 @@ async def patch_settings(request: Request) -> Response:
 
 
 def _view(definition: EventDefinition, *, built_in: bool) -> DefinitionView:
+    fields = msgspec.structs.asdict(definition)
+    fields["properties"] = [
+        PropertyView(**msgspec.structs.asdict(p)) for p in definition.properties
+    ]
     return DefinitionView(
-        **msgspec.structs.asdict(definition),
+        **fields,
         built_in=built_in,
         follows_convention=bool(CONVENTION.fullmatch(definition.name)),
     )

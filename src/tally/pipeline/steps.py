@@ -14,6 +14,7 @@ from tally.model import Drop, DropReason, Event
 from tally.pipeline.context import RequestContext
 from tally.pipeline.definitions import check_definition, check_reserved, note_first_seen
 from tally.pipeline.filters import filter_lists, filter_traffic
+from tally.pipeline.identity import bind_customer, require_identity
 from tally.pipeline.names import check_name, rename_alias
 from tally.pipeline.runner import Step
 from tally.pipeline.timeparse import FUTURE_TOLERANCE, TimeError, correct_skew, parse_instant
@@ -98,14 +99,6 @@ def enrich_context(event: Event, ctx: RequestContext) -> Event | Drop:
     return event
 
 
-def bind_customer(event: Event, ctx: RequestContext) -> Event | Drop:
-    """Events sent with a customer JWT belong to the customer the token names, whatever the
-    body says."""
-    if ctx.customer_id is not None:
-        event.user_id = ctx.customer_id
-    return event
-
-
 def assign_id(event: Event, ctx: RequestContext) -> Event | Drop:
     """Keep a client-supplied id (so retries deduplicate) or make a time-ordered one."""
     if event.id is None:
@@ -124,6 +117,8 @@ def assign_id(event: Event, ctx: RequestContext) -> Event | Drop:
 DEFAULT_STEPS: Final[tuple[Step, ...]] = (
     limit_event_size,
     check_name,
+    bind_customer,
+    require_identity,
     rename_alias,
     check_reserved,
     filter_lists,
@@ -132,7 +127,6 @@ DEFAULT_STEPS: Final[tuple[Step, ...]] = (
     resolve_time,
     check_measures,
     limit_properties,
-    bind_customer,
     check_definition,
     assign_id,
     note_first_seen,
