@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from seeds import SEED_ACTION, SEED_LABEL, SEED_PARAMS
 from tally.catalog import Catalog, NewApp
 from tally.http.app import TallyApp
 from tally.http.services import Services
@@ -50,21 +51,6 @@ EMPTY_REPLAY = {
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
-# seeds/002: SR.event.trackCustomEvent("entries.count", params, "Entries count"). "time" in params
-# is one of Synerise's reserved params, so it is not kept as a property.
-SEED_ACTION = "entries.count"
-SEED_PARAMS: dict[str, Any] = {
-    "lat": "50.0937",
-    "lon": "18.5429",
-    "object": "Shopping center",
-    "shopId": "S198",
-    "shopName": "Chicago",
-    "zipCode": "60639",
-    "street": "W North Ave",
-    "time": 1556474400000,
-    "entries": 27,
-}
-SEED_LABEL = "Entries count"
 SEED_PROPERTIES = {k: v for k, v in SEED_PARAMS.items() if k != "time"}
 
 TRANSACTION = {

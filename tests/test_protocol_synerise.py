@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from seeds import SEED_ACTION, SEED_LABEL, SEED_PARAMS
 from tally.catalog import NewApp
 from tally.http.services import Services
 from tally.store.query import EventQuery
@@ -18,21 +19,6 @@ CLIENT_IP = "198.51.100.7"  # the in-process transport's client address (conftes
 ERROR_KEYS = {"error", "message", "path", "status", "timestamp", "errors"}
 ERROR_ITEM_KEYS = {"code", "field", "message", "rejectedValue"}
 
-# seeds/002_2e116a2dcec31f14.txt: SR.event.trackCustomEvent(action, params, label), sent as a
-# REST body. ("time" in params is one of Synerise's reserved params.)
-SEED_ACTION = "entries.count"
-SEED_PARAMS: dict[str, Any] = {
-    "lat": "50.0937",
-    "lon": "18.5429",
-    "object": "Shopping center",
-    "shopId": "S198",
-    "shopName": "Chicago",
-    "zipCode": "60639",
-    "street": "W North Ave",
-    "time": 1556474400000,
-    "entries": 27,
-}
-SEED_LABEL = "Entries count"
 
 PREDEFINED = {
     "logged-in": "client.login",

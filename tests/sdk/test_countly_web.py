@@ -10,11 +10,9 @@ through the read API. A scenario runs once per module and several tests check wh
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -25,10 +23,10 @@ import pytest
 from support import (
     SDK_TEST_WORKERS,
     App,
+    PageServer,
     Server,
     ServerFactory,
     create_app,
-    free_port,
     sdk_package,
     wait_for_events,
 )
@@ -101,47 +99,6 @@ Countly.add_event(%(event)s);
 <body><p>countly-sdk-web against Tally</p></body>
 </html>
 """
-
-
-class PageServer:
-    """The test page and the SDK file, served on 127.0.0.1 from a thread of the test process."""
-
-    def __init__(self, page: bytes, sdk_file: Path) -> None:
-        routes = {
-            PAGE_PATH: ("text/html; charset=utf-8", page),
-            "/countly.js": ("text/javascript; charset=utf-8", sdk_file.read_bytes()),
-        }
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                content_type, body = routes.get(self.path, ("text/plain", b""))
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # quiet
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def origin(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> PageServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
 
 
 @dataclass
@@ -270,7 +227,14 @@ def run_scenario(browser: Browser, tally: Server, app: App, **config: Any) -> We
     options = {"app_key": app.app_key, "url": tally.url, **SDK_CONFIG, **config}
     page_html = PAGE % {"config": json.dumps(options), "event": json.dumps(PURCHASE)}
     traffic = Traffic(tally_origin=tally.url)
-    with PageServer(page_html.encode(), sdk_dir / "lib" / "countly.js") as pages:
+    routes = {
+        PAGE_PATH: ("text/html; charset=utf-8", page_html.encode()),
+        "/countly.js": (
+            "text/javascript; charset=utf-8",
+            (sdk_dir / "lib" / "countly.js").read_bytes(),
+        ),
+    }
+    with PageServer(routes) as pages:
         page_url = pages.origin + PAGE_PATH
         context = browser.new_context()
         try:

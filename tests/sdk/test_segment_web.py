@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,10 +33,10 @@ import pytest
 from support import (
     SDK_TEST_WORKERS,
     App,
+    PageServer,
     Server,
     ServerFactory,
     create_app,
-    free_port,
     sdk_package,
     wait_for_events,
 )
@@ -106,47 +104,6 @@ window.scenario = (async () => {
 """
 """Each call is awaited, so the calls reach Tally in this order (with the default delivery, the
 promise resolves once Tally has answered)."""
-
-
-class PageServer:
-    """The test page and the library, served on 127.0.0.1 from a thread of the test process."""
-
-    def __init__(self, page: bytes, library: Path) -> None:
-        routes = {
-            PAGE_PATH: ("text/html; charset=utf-8", page),
-            "/analytics.js": ("text/javascript; charset=utf-8", library.read_bytes()),
-        }
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                content_type, body = routes.get(self.path, ("text/plain", b""))
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # quiet
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def origin(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> PageServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
 
 
 @dataclass
@@ -310,7 +267,12 @@ def run_scenario(
         "checkout": json.dumps(CHECKOUT),
     }
     traffic = Traffic(tally_origin=tally.url)
-    with PageServer(page_html.encode(), library_dir / "dist" / "umd" / "index.js") as pages:
+    library = (library_dir / "dist" / "umd" / "index.js").read_bytes()
+    routes = {
+        PAGE_PATH: ("text/html; charset=utf-8", page_html.encode()),
+        "/analytics.js": ("text/javascript; charset=utf-8", library),
+    }
+    with PageServer(routes) as pages:
         traffic.page_origin = pages.origin
         page_url = pages.origin + PAGE_PATH
         context = browser.new_context()

@@ -24,7 +24,7 @@ from tally.catalog.definitions import (
     EventDefinition,
     PropertyDefinition,
 )
-from tally.catalog.models import AppSettings, Convention, NameRule, check_settings
+from tally.catalog.models import AppSettings, check_settings
 
 if TYPE_CHECKING:
     from tally.catalog.store import Catalog
@@ -33,20 +33,32 @@ SECRET_SETTINGS: Final = frozenset({"countly_salt"})
 """Settings a catalog file neither shows nor changes."""
 
 
-class CatalogSettings(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True
-):
-    """The app's rule settings: :class:`AppSettings` without its secrets, in the same order and
-    with the same defaults (``customer_jwt_key`` is a public key, so it is included)."""
+def _public_settings() -> type[msgspec.Struct]:
+    """:class:`AppSettings` without its secrets, in the same order and with the same defaults
+    (``customer_jwt_key`` is a public key, so it is included); derived, so a new setting is in
+    catalog files as soon as it exists."""
+    fields = []
+    for field in msgspec.structs.fields(AppSettings):
+        if field.name in SECRET_SETTINGS:
+            continue
+        if field.default_factory is not msgspec.NODEFAULT:
+            default: Any = msgspec.field(default_factory=field.default_factory)
+        else:
+            default = field.default
+        fields.append((field.name, field.type, default))
+    return msgspec.defstruct(
+        "CatalogSettings",
+        fields,
+        frozen=True,
+        kw_only=True,
+        omit_defaults=True,
+        forbid_unknown_fields=True,
+        module=__name__,
+    )
 
-    name_rule: NameRule = NameRule.PROTOCOL
-    convention: Convention = Convention.WARN
-    strict: bool = False
-    allowlist: list[str] = msgspec.field(default_factory=list)
-    denylist: list[str] = msgspec.field(default_factory=list)
-    filter_bots: bool = False
-    internal_ips: list[str] = msgspec.field(default_factory=list)
-    customer_jwt_key: str | None = None
+
+CatalogSettings: Any = _public_settings()
+"""The app's rule settings as a catalog file holds them."""
 
 
 class CatalogFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -26,28 +26,13 @@ from tally.pipeline.replay import restore
 from tally.pipeline.timeparse import TimeError, parse_instant
 from tally.sink import AppendBatch
 from tally.store.columns import event_rows
-from tally.store.query import FailedQuery, FailedRecord, ReplayedEvent
+from tally.store.query import FailedQuery, FailedRecord, FailedSummary, ReplayedEvent
 
 MAX_LIST = 1000
 MAX_REPLAY = 10_000
 
 
-class FailedEventSummary(msgspec.Struct, kw_only=True):
-    id: str
-    received_at: datetime
-    protocol: str
-    reason: str
-    message: str
-    name: str | None
-    event_index: int | None
-    replayable: bool
-    """False when the request could not be decoded into events (resend it instead)."""
-    replayed_at: datetime | None
-    replayed_as: str | None
-    """The id the event was stored under when replayed."""
-
-
-class FailedEventDetail(FailedEventSummary, kw_only=True):
+class FailedEventDetail(FailedSummary, kw_only=True):
     payload: str
     payload_encoding: str
     """``utf-8`` (the payload as text) or ``base64``."""
@@ -83,9 +68,8 @@ class ReplayReport(msgspec.Struct, kw_only=True):
     not_replayable: list[str]
 
 
-def _summary(record: FailedRecord) -> FailedEventSummary:
-    fields = {f: getattr(record, f) for f in FailedEventSummary.__struct_fields__}
-    return FailedEventSummary(**fields)
+def _summary(record: FailedRecord) -> FailedSummary:
+    return FailedSummary(**{f: getattr(record, f) for f in FailedSummary.__struct_fields__})
 
 
 def _instant(name: str, text: str | None) -> datetime | None:

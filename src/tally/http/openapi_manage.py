@@ -12,13 +12,13 @@ from tally.catalog.models import AppSettings
 from tally.http.failed import (
     DiscardedCounts,
     FailedEventDetail,
-    FailedEventSummary,
     ReplayReport,
     ReplayRequest,
 )
 from tally.http.manage import AliasTarget, DefinitionView
 from tally.http.synerise_auth import PATH as LOGIN_PATH
 from tally.http.synerise_auth import LoginRequest, LoginResponse
+from tally.store.query import FailedSummary
 
 BASE = "/api/v1/apps/{app_id}"
 
@@ -36,7 +36,7 @@ class SettingsView(msgspec.Struct):
 
 
 class FailedEventList(msgspec.Struct):
-    failed_events: list[FailedEventSummary]
+    failed_events: list[FailedSummary]
 
 
 class DiscardedReport(msgspec.Struct):

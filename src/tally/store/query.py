@@ -39,7 +39,9 @@ class ReplayedEvent(msgspec.Struct, frozen=True, array_like=True):
     event_id: str
 
 
-class FailedRecord(msgspec.Struct, kw_only=True):
+class FailedSummary(msgspec.Struct, kw_only=True):
+    """A failed event as listed (``GET .../failed-events``)."""
+
     id: str
     received_at: datetime
     protocol: str
@@ -48,8 +50,13 @@ class FailedRecord(msgspec.Struct, kw_only=True):
     name: str | None
     event_index: int | None
     replayable: bool
+    """False when the request could not be decoded into events (resend it instead)."""
     replayed_at: datetime | None
     replayed_as: str | None
+    """The id the event was stored under when replayed."""
+
+
+class FailedRecord(FailedSummary, kw_only=True):
     payload: bytes | None = None
     replay: bytes | None = None
 
