@@ -349,3 +349,86 @@ def catalog_apply(
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+@main.command("query")
+@app_option
+@click.argument("file", type=click.File("rb"))
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@data_option
+@catalog_option
+def query_command(app_ref: str, file: Any, output: str, data_dir: str, catalog: str | None) -> None:
+    """Run an analytics QUERY file (JSON, see docs/queries.md; - reads standard input)."""
+    import asyncio
+
+    from tally.query.model import QueryError, decode_query
+    from tally.query.output import rows_of
+    from tally.query.run import Runner
+
+    settings = _settings(data_dir, catalog)
+    store = _catalog(settings)
+    app = _find_app(store, app_ref)
+    try:
+        query = decode_query(file.read())
+    except QueryError as exc:
+        raise click.BadParameter(exc.message, param_hint="FILE") from None
+
+    async def answer() -> dict[str, Any]:
+        from tally.pipeline.app_rules import AppRules
+
+        rules = AppRules(app, store.definitions.list(app.id), store.definitions.aliases(app.id))
+        events = await _open_event_store(settings)
+        try:
+            return await Runner(events.run_sql, rules).run(query)
+        finally:
+            await events.close()
+
+    try:
+        result = asyncio.run(answer())
+    except QueryError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    if output == "json":
+        _print_json(result)
+        return
+    header, rows = rows_of(result)
+    if output == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(header)
+        writer.writerows(rows)
+        return
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+    for line in (header, *rows):
+        click.echo("  ".join(str(c).rjust(w) for c, w in zip(line, widths, strict=True)))
+
+
+async def _open_event_store(settings: Settings):  # type: ignore[no-untyped-def]
+    """The running server's store process if there is one, else the DuckDB file itself."""
+    import duckdb
+
+    from tally.sink import StoreUnavailable
+    from tally.store.embedded import EmbeddedStore
+    from tally.store.remote import RemoteStore
+
+    socket_path = settings.run_dir / "store.sock"
+    if socket_path.exists():
+        remote = RemoteStore(socket_path, connect_timeout=2.0)
+        try:
+            await remote.check_writable()
+            return remote
+        except StoreUnavailable:
+            await remote.close()  # a socket left by a server that is gone
+    try:
+        return EmbeddedStore(settings.data_dir, migrate=True)
+    except duckdb.IOException as exc:
+        raise click.ClickException(
+            "the event store is in use by a running server with one worker: query it with "
+            f"POST /api/v1/apps/APP_ID/query instead ({exc})"
+        ) from None

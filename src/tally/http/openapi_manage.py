@@ -18,6 +18,7 @@ from tally.http.failed import (
 from tally.http.manage import AliasTarget, DefinitionView
 from tally.http.synerise_auth import PATH as LOGIN_PATH
 from tally.http.synerise_auth import LoginRequest, LoginResponse
+from tally.query.model import TrendsQuery, UsersQuery
 from tally.store.query import FailedSummary
 
 BASE = "/api/v1/apps/{app_id}"
@@ -60,6 +61,8 @@ SCHEMAS = [
     DiscardedReport,
     LoginRequest,
     LoginResponse,
+    TrendsQuery,
+    UsersQuery,
 ]
 
 
@@ -109,7 +112,7 @@ def _op(
     operation_id: str,
     summary: str,
     *,
-    replies: dict[str, str | None],
+    replies: dict[str, str | dict[str, Any] | None],
     body: str | dict[str, Any] | None = None,
     parameters: list[dict[str, Any]] | None = None,
     description: str = "",
@@ -252,6 +255,19 @@ def management_paths() -> dict[str, Any]:
                 "Events discarded on purpose, per rule and day",
                 parameters=[_query("since", "A date, YYYY-MM-DD.")],
                 replies={"200": "DiscardedReport"},
+            ),
+        },
+        f"{BASE}/query": {
+            "post": _op(
+                "runQuery",
+                "Run an analytics query (trends, users)",
+                body={
+                    "oneOf": [_ref("TrendsQuery"), _ref("UsersQuery")],
+                    "discriminator": {"propertyName": "kind"},
+                },
+                replies={"200": {"type": "object"}},
+                description="See docs/queries.md. Errors: invalid_query, undefined_property, "
+                "invalid_timezone, too_many_buckets.",
             ),
         },
         LOGIN_PATH: {

@@ -28,6 +28,10 @@ class EventStore(Sink, Protocol):
         self, app_id: str, since: date | None = None
     ) -> list[DiscardCount]: ...
 
+    async def run_sql(self, sql: str, params: list[Any]) -> list[tuple]:
+        """Run a read-only analytics query compiled for this store's dialect."""
+        ...
+
     async def check_writable(self) -> None:
         """Raise ``StoreUnavailable`` if a write would fail now."""
         ...

@@ -368,6 +368,14 @@ class DuckDBStore:
         finally:
             cur.close()
 
+    def run_sql(self, sql: str, params: list[Any]) -> list[tuple]:
+        """A read-only analytics query (compiled by ``tally.query``) on its own cursor."""
+        cur = self.conn.cursor()
+        try:
+            return cur.execute(sql, params).fetchall()
+        finally:
+            cur.close()
+
     def count_rows(self, table: str) -> int:
         if table not in {"events", "failed_events", "event_ids"}:
             raise ValueError(table)

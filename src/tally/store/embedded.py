@@ -57,6 +57,9 @@ class EmbeddedStore:
     async def discard_counts(self, app_id: str, since: date | None = None) -> list[DiscardCount]:
         return await self._read(self.db.discard_counts, app_id, since)
 
+    async def run_sql(self, sql: str, params: list[Any]) -> list[tuple]:
+        return await self._read(self.db.run_sql, sql, params)
+
     async def check_writable(self) -> None:
         loop = asyncio.get_running_loop()
         try:

@@ -111,6 +111,10 @@ class RemoteStore:
         )
         return msgspec.convert(rows, list[DiscardCount])
 
+    async def run_sql(self, sql: str, params: list[Any]) -> list[tuple]:
+        rows = await self._call({"op": "sql", "sql": sql, "params": params})
+        return [tuple(row) for row in rows]
+
     async def check_writable(self) -> None:
         await self._call({"op": "ping"})
 

@@ -96,6 +96,10 @@ class StoreServer:
         if op == "discard_counts":
             since = date.fromisoformat(message["since"]) if message.get("since") else None
             return msgspec.to_builtins(await self.store.discard_counts(message["app_id"], since))
+        if op == "sql":
+            return [
+                list(row) for row in await self.store.run_sql(message["sql"], message["params"])
+            ]
         if op == "ping":
             await self.store.check_writable()
             return "pong"

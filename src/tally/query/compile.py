@@ -1,0 +1,184 @@
+"""Query model -> SQL over the events table, using only the dialect's pieces (``duckdb_sql``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tally.query import duckdb_sql as dialect
+from tally.query.model import COLUMN_FIELDS, Filter, Op, property_name
+from tally.query.period import Period
+
+
+@dataclass
+class Sql:
+    """SQL text with its positional parameters, in order."""
+
+    text: str = ""
+    params: list[Any] = field(default_factory=list)
+
+    def __add__(self, other: Sql | str) -> Sql:
+        if isinstance(other, str):
+            return Sql(self.text + other, list(self.params))
+        return Sql(self.text + other.text, self.params + other.params)
+
+
+def _naive(instant: datetime) -> str:
+    """A UTC instant as text, so parameters are plain values whatever carries them."""
+    return instant.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+
+
+def field_text(name: str) -> Sql:
+    """A field's value as text, NULL when not set."""
+    prop = property_name(name)
+    if prop is None:
+        return Sql(f"CAST(e.{COLUMN_FIELDS[name]} AS VARCHAR)")
+    return Sql(dialect.property_text(), [prop, dialect.json_path(prop)])
+
+
+def _equals(text: Sql, value: Any) -> Sql:
+    if isinstance(value, bool):
+        return text + Sql(" = ?", ["true" if value else "false"])
+    if isinstance(value, int | float):
+        return Sql(dialect.as_number(text.text) + " = ?", [*text.params, float(value)])
+    return text + Sql(" = ?", [str(value)])
+
+
+_COMPARE = {Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
+
+
+def condition(item: Filter) -> Sql:
+    text = field_text(item.field)
+    op = item.op
+    if op is Op.IS_SET:
+        return text + " IS NOT NULL"
+    if op is Op.IS_NOT_SET:
+        return text + " IS NULL"
+    if op is Op.EQ:
+        return _equals(text, item.value)
+    if op is Op.NEQ:
+        return (
+            Sql("(") + text + " IS NULL OR NOT coalesce(" + _equals(text, item.value) + ", false))"
+        )
+    if op is Op.IN:
+        assert isinstance(item.value, list)
+        parts = [_equals(text, v) for v in item.value]
+        out = Sql("(")
+        for i, part in enumerate(parts):
+            out = out + (" OR " if i else "") + part
+        return out + ")"
+    if op is Op.CONTAINS:
+        return Sql(dialect.contains(text.text), [*text.params, str(item.value)])
+    return Sql(f"{dialect.as_number(text.text)} {_COMPARE[op]} ?", [*text.params, item.value])
+
+
+def bucket(period: Period, column: str = "e.time") -> Sql:
+    text, zone_uses = dialect.bucket_key(column, period.interval)
+    return Sql(text, [period.tz.key] * zone_uses)
+
+
+@dataclass
+class Scope:
+    """Which events: the app's, in the period, with these names (None: all), passing filters."""
+
+    app_id: str
+    period: Period
+    names: Sequence[str] | None
+    filters: Sequence[Filter]
+    persons: bool
+    """Resolve linked ids to people (needed to count people)."""
+
+    def prefix(self) -> Sql:
+        if not self.persons:
+            return Sql()
+        return Sql("WITH RECURSIVE " + dialect.PERSONS_CTE, [self.app_id, self.app_id])
+
+    def actor(self) -> str:
+        return dialect.ACTOR_WITH_PERSONS if self.persons else dialect.ACTOR_WITHOUT_PERSONS
+
+    def source(self) -> Sql:
+        """``FROM ... WHERE ...`` for these events."""
+        join = f" {dialect.PERSONS_JOIN}" if self.persons else ""
+        sql = Sql(
+            f" FROM events e{join} WHERE e.app_id = ? "
+            "AND e.time >= CAST(? AS TIMESTAMP) AND e.time < CAST(? AS TIMESTAMP)",
+            [self.app_id, _naive(self.period.start), _naive(self.period.end)],
+        )
+        if self.names is not None:
+            marks = ", ".join("?" * len(self.names))
+            sql = sql + Sql(f" AND e.name IN ({marks})", list(self.names))
+        for item in self.filters:
+            sql = sql + " AND " + condition(item)
+        return sql
+
+
+def series_rows(scope: Scope, breakdown: str | None) -> Sql:
+    """Per bucket (and breakdown value): occurrences, sum, dur, distinct people.
+    Columns: b, v, c, s, d, u."""
+    value = field_text(breakdown) if breakdown else Sql("NULL")
+    return (
+        scope.prefix()
+        + "SELECT "
+        + bucket(scope.period)
+        + " AS b, "
+        + value
+        + f" AS v, sum(e.count) AS c, sum(e.sum) AS s, sum(e.dur) AS d, "
+        f"count(DISTINCT {scope.actor()}) AS u" + scope.source() + " GROUP BY ALL"
+    )
+
+
+def distinct_people(
+    scope: Scope,
+    *,
+    breakdown: str | None = None,
+    by_bucket: bool = False,
+    exclude: Sequence[str | None] | None = None,
+) -> Sql:
+    """Distinct people, per breakdown value (column v) and/or bucket (column b); ``exclude``
+    keeps only events whose breakdown value is not one of these (the "other" series)."""
+    value = field_text(breakdown) if breakdown else Sql("NULL")
+    select = Sql("SELECT ")
+    select = select + (bucket(scope.period) if by_bucket else Sql("NULL")) + " AS b, "
+    select = select + (value if exclude is None else Sql("NULL")) + " AS v, "
+    sql = scope.prefix() + select + f"count(DISTINCT {scope.actor()}) AS u" + scope.source()
+    if exclude is not None and breakdown:
+        kept = [v for v in exclude if v is not None]
+        not_kept = value + Sql(f" NOT IN ({', '.join('?' * len(kept))})", kept) if kept else None
+        if None in exclude:  # "not set" is a top value: the rest is set and not a kept one
+            clause = value + " IS NOT NULL"
+            if not_kept is not None:
+                clause = clause + " AND " + not_kept
+        else:
+            assert not_kept is not None
+            clause = value + " IS NULL OR " + not_kept
+        sql = sql + " AND (" + clause + ")"
+    return sql + " GROUP BY ALL"
+
+
+def users_rows(scope: Scope) -> Sql:
+    """Per bucket: active people (events passing the filters) and, of those, people whose first
+    event ever (all events, no filters) falls in the bucket. Columns: b, active, new."""
+    first_bucket, zone_uses = dialect.bucket_key("f.first", scope.period.interval)
+    sql = scope.prefix()
+    sql = sql + (", " if scope.persons else "WITH ")
+    sql = sql + Sql(
+        f"firsts AS (SELECT {scope.actor()} AS actor, min(e.time) AS first FROM events e"
+        + (f" {dialect.PERSONS_JOIN}" if scope.persons else "")
+        + " WHERE e.app_id = ? GROUP BY 1), ",
+        [scope.app_id],
+    )
+    sql = (
+        sql
+        + "active AS (SELECT DISTINCT "
+        + bucket(scope.period)
+        + f" AS b, {scope.actor()} AS actor"
+    )
+    sql = sql + scope.source() + ") "
+    sql = sql + Sql(
+        f"SELECT a.b, count(*) AS active, count(*) FILTER (WHERE {first_bucket} = a.b) AS new "
+        "FROM active a JOIN firsts f USING (actor) GROUP BY a.b",
+        [scope.period.tz.key] * zone_uses,
+    )
+    return sql

@@ -1,0 +1,66 @@
+"""Every piece of the analytics SQL that is DuckDB's own: time zones and buckets, JSON property
+access, the person of an event. The ClickHouse store will have a module like this one; the query
+builders in ``compile`` use only what is here."""
+
+from __future__ import annotations
+
+from tally.query.model import Interval
+
+
+def local_time(column: str) -> str:
+    """``column`` (naive UTC) as naive local time in the zone bound to the first ``?``."""
+    return f"timezone(?, timezone('UTC', {column}))"
+
+
+def bucket_key(column: str, interval: Interval) -> tuple[str, int]:
+    """SQL for the bucket key of ``column`` (as ``period.Bucket.key``) and how many times the
+    zone parameter appears in it."""
+    local = local_time(column)
+    if interval is Interval.HOUR:
+        # The UTC instant of the local hour's start: real hours, also in +05:30 zones and in the
+        # repeated hour of a fall-back night.
+        expr = f"{column} - ({local} - date_trunc('hour', {local}))"
+        return f"strftime({expr}, '%Y-%m-%d %H:%M:%S')", 2
+    return f"strftime(date_trunc('{interval.value}', {local}), '%Y-%m-%d %H:%M:%S')", 1
+
+
+def json_path(name: str) -> str:
+    """The JSON path of a top-level property, quoted so any name works."""
+    return '$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def property_text(name_param: str = "?") -> str:
+    """A property's value as text (``27``, ``true``, ``pro``), NULL when not set, JSON null, or
+    listed in the event's ``undefined_properties`` (the property was not defined when stored).
+    Takes two parameters: the property's name, then its JSON path."""
+    return (
+        f"CASE WHEN list_contains(coalesce(undefined_properties, []), {name_param}) THEN NULL "
+        "ELSE json_extract_string(properties, ?) END"
+    )
+
+
+def as_number(text_sql: str) -> str:
+    return f"TRY_CAST({text_sql} AS DOUBLE)"
+
+
+def contains(text_sql: str) -> str:
+    return f"contains({text_sql}, ?)"
+
+
+PERSONS_CTE = """
+edges AS (
+    SELECT from_id AS a, to_id AS b FROM identity_links WHERE app_id = ?
+    UNION SELECT to_id, from_id FROM identity_links WHERE app_id = ?
+),
+reach(id, other) AS (
+    SELECT a, b FROM edges
+    UNION SELECT reach.id, edges.b FROM reach JOIN edges ON edges.a = reach.other
+),
+persons AS (SELECT id, least(id, min(other)) AS person FROM reach GROUP BY id)
+"""
+"""Each linked id and its person: the smallest id it is linked to, directly or through others.
+Takes the app id twice. Needs ``WITH RECURSIVE``."""
+
+ACTOR_WITH_PERSONS = "coalesce(persons.person, coalesce(e.user_id, e.device_id))"
+PERSONS_JOIN = "LEFT JOIN persons ON persons.id = coalesce(e.user_id, e.device_id)"
+ACTOR_WITHOUT_PERSONS = "coalesce(e.user_id, e.device_id)"

@@ -1,0 +1,122 @@
+"""A query's period in its time zone, and the buckets that divide it.
+
+Day, week and month buckets start at local midnight, so across a daylight-saving change a day is
+23 or 25 hours long; hour buckets are real hours (the repeated hour of a fall-back night is two
+buckets, and zones offset by half an hour get hours starting at :30 UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from tally.query.model import MAX_BUCKETS, Interval, QueryError, parse_bound
+
+_HOUR = timedelta(hours=1)
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise QueryError("invalid_timezone", f"unknown time zone {name!r}") from None
+
+
+def _instant(name: str, text: str, tz: ZoneInfo) -> datetime:
+    bound = parse_bound(name, text)
+    if isinstance(bound, str):
+        return datetime.combine(date.fromisoformat(bound), datetime.min.time(), tz).astimezone(UTC)
+    return bound.astimezone(UTC)
+
+
+def _local_start(local: datetime, interval: Interval) -> datetime:
+    """The naive local start of the bucket holding ``local`` (naive local time)."""
+    if interval is Interval.HOUR:
+        return local.replace(minute=0, second=0, microsecond=0)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if interval is Interval.WEEK:
+        return day - timedelta(days=day.weekday())
+    if interval is Interval.MONTH:
+        return day.replace(day=1)
+    return day
+
+
+def _next_local(start: datetime, interval: Interval) -> datetime:
+    if interval is Interval.WEEK:
+        return start + timedelta(days=7)
+    if interval is Interval.MONTH:
+        return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return start + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    key: str
+    """How the SQL names the bucket: its naive start, local for day/week/month, UTC for hour."""
+    start: datetime
+    """Aware, in the query's zone."""
+
+    @property
+    def t(self) -> str:
+        return self.start.isoformat()
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    """Aware UTC, inclusive."""
+    end: datetime
+    """Aware UTC, exclusive."""
+    tz: ZoneInfo
+    interval: Interval
+
+    @classmethod
+    def of(cls, from_: str, to: str, tz_name: str, interval: Interval) -> Period:
+        tz = zone(tz_name)
+        start, end = _instant("from", from_, tz), _instant("to", to, tz)
+        if end <= start:
+            raise QueryError("invalid_query", "to must be after from")
+        period = cls(start, end, tz, interval)
+        if period.bucket_count() > MAX_BUCKETS:
+            raise QueryError(
+                "too_many_buckets",
+                f"the period has more than {MAX_BUCKETS} {interval} buckets; "
+                "use a longer interval or a shorter period",
+            )
+        return period
+
+    def previous(self) -> Period:
+        """The period of the same length just before this one."""
+        return Period(self.start - (self.end - self.start), self.start, self.tz, self.interval)
+
+    def bucket_count(self) -> int:
+        span = self.end - self.start
+        per = {
+            Interval.HOUR: _HOUR,
+            Interval.DAY: timedelta(days=1),
+            Interval.WEEK: timedelta(days=7),
+            Interval.MONTH: timedelta(days=28),
+        }[self.interval]
+        return span // per + 2
+
+    def buckets(self) -> list[Bucket]:
+        if self.interval is Interval.HOUR:
+            local = self.start.astimezone(self.tz)
+            first = local - (
+                local.replace(tzinfo=None) - _local_start(local.replace(tzinfo=None), Interval.HOUR)
+            )
+            instant = first.astimezone(UTC)
+            out = []
+            while instant < self.end:
+                naive = instant.replace(tzinfo=None)
+                out.append(Bucket(naive.isoformat(sep=" "), instant.astimezone(self.tz)))
+                instant += _HOUR
+            return out
+        local_end = self.end.astimezone(self.tz).replace(tzinfo=None)
+        start = _local_start(self.start.astimezone(self.tz).replace(tzinfo=None), self.interval)
+        out = []
+        while start < local_end:
+            out.append(Bucket(start.isoformat(sep=" "), start.replace(tzinfo=self.tz)))
+            start = _next_local(start, self.interval)
+        return out

@@ -1,0 +1,224 @@
+"""Running a query: check it against the app's catalog, run the compiled SQL on the store, and
+shape the rows into the answer docs/queries.md describes (every bucket present)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from tally.pipeline.app_rules import AppRules
+from tally.query.compile import Scope, Sql, distinct_people, series_rows, users_rows
+from tally.query.model import (
+    Interval,
+    Measure,
+    Query,
+    QueryError,
+    SeriesSpec,
+    TrendsQuery,
+    UsersQuery,
+    check_filter,
+    fields_used,
+    filters_of,
+    property_name,
+)
+from tally.query.period import Bucket, Period
+
+Execute = Callable[[str, list[Any]], Awaitable[list[tuple]]]
+"""Runs SQL with positional parameters on the event store and returns its rows."""
+
+
+def check_fields(query: Query, rules: AppRules, names: Sequence[str] | None) -> None:
+    """Filters and breakdowns may only use properties the catalog defines for the queried events
+    (any event, when the query is not about given events)."""
+    for where, item in filters_of(query):
+        check_filter(where, item)
+    if names is None:
+        defined = {p for props in rules.properties.values() for p in props}
+    else:
+        defined = {p for name in names for p in rules.properties.get(name, {})}
+    for field in fields_used(query):
+        prop = property_name(field)
+        if prop is not None and prop not in defined:
+            raise QueryError(
+                "undefined_property",
+                f"property {prop!r} is not defined for the queried events; define it in the "
+                "app's catalog to use it in queries",
+            )
+
+
+class Runner:
+    def __init__(self, execute: Execute, rules: AppRules) -> None:
+        self.execute = execute
+        self.rules = rules
+
+    async def _rows(self, sql: Sql) -> list[tuple]:
+        return await self.execute(sql.text, sql.params)
+
+    async def run(self, query: Query) -> dict[str, Any]:
+        if isinstance(query, TrendsQuery):
+            return await self.trends(query)
+        return await self.users(query)
+
+    # trends
+
+    def _names(self, spec: SeriesSpec) -> list[str]:
+        return self.rules.same_event(spec.event)
+
+    async def trends(self, query: TrendsQuery) -> dict[str, Any]:
+        names = sorted({n for spec in query.events for n in self._names(spec)})
+        check_fields(query, self.rules, names)
+        period = Period.of(query.from_, query.to, query.tz, query.interval)
+        answer: dict[str, Any] = {"series": [], **({"previous": []} if query.compare else {})}
+        for spec in query.events:
+            series, top = await self._series(query, spec, period, None)
+            answer["series"] += series
+            if query.compare:
+                previous, _ = await self._series(query, spec, period.previous(), top)
+                answer["previous"] += previous
+        return answer
+
+    async def _series(
+        self,
+        query: TrendsQuery,
+        spec: SeriesSpec,
+        period: Period,
+        fixed_top: list[str | None] | None,
+    ) -> tuple[list[dict[str, Any]], list[str | None]]:
+        """The series of one ``events`` entry, and the breakdown values it kept."""
+        measure = spec.measure
+        scope = Scope(
+            app_id=self.rules.app_id,
+            period=period,
+            names=self._names(spec),
+            filters=[*query.filters, *spec.filters],
+            persons=measure is Measure.USERS,
+        )
+        field = query.breakdown.field if query.breakdown else None
+        cells: dict[Any, dict[str, tuple]] = defaultdict(dict)
+        for b, v, c, s, d, u in await self._rows(series_rows(scope, field)):
+            cells[v][b] = (c or 0, s or 0.0, d or 0.0, u or 0)
+        buckets = period.buckets()
+        people: dict[Any, int] = {}
+        if measure is Measure.USERS:
+            rows = await self._rows(distinct_people(scope, breakdown=field))
+            people = {v: u for _, v, u in rows}
+
+        def total_of(v: Any) -> float | int | None:
+            if measure is Measure.USERS:
+                return people.get(v, 0)
+            return _total(measure, cells[v].values())
+
+        def rank_of(v: Any) -> float:
+            if measure in (Measure.AVG_SUM, Measure.AVG_DUR):
+                return sum(cell[0] for cell in cells[v].values())
+            return total_of(v) or 0
+
+        values = list(cells) if field else [None]
+        if field is None:
+            top: list[Any] = [None]
+        elif fixed_top is not None:
+            top = fixed_top
+        else:
+            ordered = sorted(values, key=lambda v: (-rank_of(v), v is None, v or ""))
+            assert query.breakdown is not None
+            top = ordered[: query.breakdown.limit]
+        out = [self._one(spec, v, False, buckets, cells.get(v, {}), total_of(v)) for v in top]
+        rest = [v for v in values if v not in top]
+        if field is not None and rest:
+            out.append(await self._other(spec, scope, field, top, rest, buckets, cells))
+        return out, top
+
+    async def _other(
+        self,
+        spec: SeriesSpec,
+        scope: Scope,
+        field: str,
+        top: list[Any],
+        rest: list[Any],
+        buckets: list[Bucket],
+        cells: dict[Any, dict[str, tuple]],
+    ) -> dict[str, Any]:
+        if spec.measure is Measure.USERS:
+            per_bucket = await self._rows(
+                distinct_people(scope, breakdown=field, by_bucket=True, exclude=top)
+            )
+            merged = {b: (0, 0.0, 0.0, u) for b, _, u in per_bucket}
+            [(_, _, total)] = await self._rows(
+                distinct_people(scope, breakdown=field, exclude=top)
+            ) or [(None, None, 0)]
+            return self._one(spec, None, True, buckets, merged, total)
+        summed: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0])
+        for v in rest:
+            for b, cell in cells[v].items():
+                acc = summed[b]
+                for i in range(3):
+                    acc[i] += cell[i]
+        merged = {b: tuple(acc) for b, acc in summed.items()}
+        return self._one(spec, None, True, buckets, merged, _total(spec.measure, merged.values()))
+
+    @staticmethod
+    def _one(
+        spec: SeriesSpec,
+        value: Any,
+        other: bool,
+        buckets: list[Bucket],
+        cells: dict[str, tuple],
+        total: Any,
+    ) -> dict[str, Any]:
+        return {
+            "event": spec.event,
+            "measure": spec.measure.value,
+            "breakdown": value,
+            "other": other,
+            "total": total,
+            "points": [
+                {"t": bucket.t, "value": _value(spec.measure, cells.get(bucket.key))}
+                for bucket in buckets
+            ],
+        }
+
+    # users
+
+    async def users(self, query: UsersQuery) -> dict[str, Any]:
+        check_fields(query, self.rules, None)
+        if query.interval is Interval.HOUR:
+            raise QueryError("invalid_query", "interval: users are counted by day, week or month")
+        period = Period.of(query.from_, query.to, query.tz, query.interval)
+        scope = Scope(
+            app_id=self.rules.app_id,
+            period=period,
+            names=None,
+            filters=query.filters,
+            persons=True,
+        )
+        counts = {b: (active, new) for b, active, new in await self._rows(users_rows(scope))}
+        points = []
+        for bucket in period.buckets():
+            active, new = counts.get(bucket.key, (0, 0))
+            points.append({"t": bucket.t, "active": active, "new": new, "returning": active - new})
+        return {"points": points}
+
+
+def _value(measure: Measure, cell: tuple | None) -> float | int | None:
+    c, s, d, u = cell or (0, 0.0, 0.0, 0)
+    if measure is Measure.COUNT:
+        return c
+    if measure is Measure.SUM:
+        return s
+    if measure is Measure.DUR:
+        return d
+    if measure is Measure.USERS:
+        return u
+    if not c:
+        return None
+    return (s if measure is Measure.AVG_SUM else d) / c
+
+
+def _total(measure: Measure, cells: Any) -> float | int | None:
+    c = s = d = 0
+    for cell in cells:
+        c += cell[0]
+        s += cell[1]
+        d += cell[2]
+    return _value(measure, (c, s, d, 0))
