@@ -18,7 +18,13 @@ from tally.http.failed import (
 from tally.http.manage import AliasTarget, DefinitionView
 from tally.http.synerise_auth import PATH as LOGIN_PATH
 from tally.http.synerise_auth import LoginRequest, LoginResponse
-from tally.query.model import TrendsQuery, UsersQuery
+from tally.query.model import (
+    FunnelQuery,
+    RetentionQuery,
+    SessionsQuery,
+    TrendsQuery,
+    UsersQuery,
+)
 from tally.store.query import FailedSummary
 
 BASE = "/api/v1/apps/{app_id}"
@@ -63,6 +69,9 @@ SCHEMAS = [
     LoginResponse,
     TrendsQuery,
     UsersQuery,
+    SessionsQuery,
+    FunnelQuery,
+    RetentionQuery,
 ]
 
 
@@ -260,9 +269,18 @@ def management_paths() -> dict[str, Any]:
         f"{BASE}/query": {
             "post": _op(
                 "runQuery",
-                "Run an analytics query (trends, users)",
+                "Run an analytics query (trends, users, sessions, funnel, retention)",
                 body={
-                    "oneOf": [_ref("TrendsQuery"), _ref("UsersQuery")],
+                    "oneOf": [
+                        _ref(name)
+                        for name in (
+                            "TrendsQuery",
+                            "UsersQuery",
+                            "SessionsQuery",
+                            "FunnelQuery",
+                            "RetentionQuery",
+                        )
+                    ],
                     "discriminator": {"propertyName": "kind"},
                 },
                 replies={"200": {"type": "object"}},

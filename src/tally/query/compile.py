@@ -25,7 +25,7 @@ class Sql:
         return Sql(self.text + other.text, self.params + other.params)
 
 
-def _naive(instant: datetime) -> str:
+def utc_text(instant: datetime) -> str:
     """A UTC instant as text, so parameters are plain values whatever carries them."""
     return instant.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
 
@@ -104,7 +104,7 @@ class Scope:
         sql = Sql(
             f" FROM events e{join} WHERE e.app_id = ? "
             "AND e.time >= CAST(? AS TIMESTAMP) AND e.time < CAST(? AS TIMESTAMP)",
-            [self.app_id, _naive(self.period.start), _naive(self.period.end)],
+            [self.app_id, utc_text(self.period.start), utc_text(self.period.end)],
         )
         if self.names is not None:
             marks = ", ".join("?" * len(self.names))

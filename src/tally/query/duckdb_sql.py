@@ -64,3 +64,22 @@ Takes the app id twice. Needs ``WITH RECURSIVE``."""
 ACTOR_WITH_PERSONS = "coalesce(persons.person, coalesce(e.user_id, e.device_id))"
 PERSONS_JOIN = "LEFT JOIN persons ON persons.id = coalesce(e.user_id, e.device_id)"
 ACTOR_WITHOUT_PERSONS = "coalesce(e.user_id, e.device_id)"
+
+
+def seconds_between(earlier: str, later: str) -> str:
+    return f"epoch({later} - {earlier})"
+
+
+def seconds_after(column: str, seconds_param: str = "?") -> str:
+    """``column`` plus a number of seconds given as a parameter."""
+    return f"{column} + to_seconds(CAST({seconds_param} AS BIGINT))"
+
+
+def periods_between(interval: str, earlier_local: str, later_local: str) -> str:
+    """Whole day or week buckets between two local bucket starts."""
+    return f"date_diff('{interval}', {earlier_local}, {later_local})"
+
+
+def local_bucket(column: str, interval: str) -> str:
+    """The naive local start of ``column``'s bucket (takes the zone parameter once)."""
+    return f"date_trunc('{interval}', {local_time(column)})"

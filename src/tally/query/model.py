@@ -104,7 +104,45 @@ class UsersQuery(_Common, tag="users"):
     """day, week or month (daily, weekly, monthly active users)."""
 
 
-Query = TrendsQuery | UsersQuery
+class SessionsQuery(_Common, tag="sessions"):
+    interval: Interval = Interval.DAY
+
+
+class FunnelStep(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    event: str
+    filters: list[Filter] = msgspec.field(default_factory=list)
+
+
+class WindowUnit(enum.StrEnum):
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+
+
+class Window(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    value: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+    unit: WindowUnit = WindowUnit.DAY
+
+    @property
+    def seconds(self) -> int:
+        return self.value * {"minute": 60, "hour": 3600, "day": 86400}[self.unit]
+
+
+class FunnelQuery(_Common, tag="funnel"):
+    steps: Annotated[list[FunnelStep], msgspec.Meta(min_length=2, max_length=20)]
+    window: Window = msgspec.field(default_factory=lambda: Window(value=1))
+    breakdown: Breakdown | None = None
+
+
+class RetentionQuery(_Common, tag="retention"):
+    start_event: FunnelStep
+    return_event: FunnelStep
+    interval: Interval = Interval.DAY
+    """day or week."""
+    periods: Annotated[int, msgspec.Meta(ge=1, le=100)] = 7
+
+
+Query = TrendsQuery | UsersQuery | SessionsQuery | FunnelQuery | RetentionQuery
 
 
 class QueryError(ValueError):
@@ -164,13 +202,21 @@ def filters_of(query: Query) -> list[tuple[str, Filter]]:
     if isinstance(query, TrendsQuery):
         for s, spec in enumerate(query.events):
             found += [(f"events[{s}].filters[{i}]", f) for i, f in enumerate(spec.filters)]
+    if isinstance(query, FunnelQuery):
+        for s, step in enumerate(query.steps):
+            found += [(f"steps[{s}].filters[{i}]", f) for i, f in enumerate(step.filters)]
+    if isinstance(query, RetentionQuery):
+        for key in ("start_event", "return_event"):
+            step = getattr(query, key)
+            found += [(f"{key}.filters[{i}]", f) for i, f in enumerate(step.filters)]
     return found
 
 
 def fields_used(query: Query) -> list[str]:
     fields = [f.field for _, f in filters_of(query)]
-    if isinstance(query, TrendsQuery) and query.breakdown is not None:
-        fields.append(query.breakdown.field)
+    breakdown = getattr(query, "breakdown", None)
+    if breakdown is not None:
+        fields.append(breakdown.field)
     return fields
 
 

@@ -42,7 +42,8 @@ def _local_start(local: datetime, interval: Interval) -> datetime:
     return day
 
 
-def _next_local(start: datetime, interval: Interval) -> datetime:
+def next_bucket_start(start: datetime, interval: Interval) -> datetime:
+    """The naive local start of the bucket after the one starting at ``start`` (not hours)."""
     if interval is Interval.WEEK:
         return start + timedelta(days=7)
     if interval is Interval.MONTH:
@@ -118,5 +119,5 @@ class Period:
         out = []
         while start < local_end:
             out.append(Bucket(start.isoformat(sep=" "), start.replace(tzinfo=self.tz)))
-            start = _next_local(start, self.interval)
+            start = next_bucket_start(start, self.interval)
         return out

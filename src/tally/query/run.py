@@ -9,12 +9,16 @@ from typing import Any
 
 from tally.pipeline.app_rules import AppRules
 from tally.query.compile import Scope, Sql, distinct_people, series_rows, users_rows
+from tally.query.funnel import funnel_answer, funnel_sql
 from tally.query.model import (
+    FunnelQuery,
     Interval,
     Measure,
     Query,
     QueryError,
+    RetentionQuery,
     SeriesSpec,
+    SessionsQuery,
     TrendsQuery,
     UsersQuery,
     check_filter,
@@ -23,6 +27,8 @@ from tally.query.model import (
     property_name,
 )
 from tally.query.period import Bucket, Period
+from tally.query.retention import retention_answer, retention_period, retention_sql
+from tally.query.sessions import SESSION_EVENTS, sessions_answer, sessions_sql
 
 Execute = Callable[[str, list[Any]], Awaitable[list[tuple]]]
 """Runs SQL with positional parameters on the event store and returns its rows."""
@@ -58,7 +64,13 @@ class Runner:
     async def run(self, query: Query) -> dict[str, Any]:
         if isinstance(query, TrendsQuery):
             return await self.trends(query)
-        return await self.users(query)
+        if isinstance(query, UsersQuery):
+            return await self.users(query)
+        if isinstance(query, SessionsQuery):
+            return await self.sessions(query)
+        if isinstance(query, FunnelQuery):
+            return await self.funnel(query)
+        return await self.retention(query)
 
     # trends
 
@@ -198,6 +210,29 @@ class Runner:
             active, new = counts.get(bucket.key, (0, 0))
             points.append({"t": bucket.t, "active": active, "new": new, "returning": active - new})
         return {"points": points}
+
+    # sessions, funnels, retention: each kind's SQL and shape live in its own module
+
+    async def sessions(self, query: SessionsQuery) -> dict[str, Any]:
+        check_fields(query, self.rules, SESSION_EVENTS)
+        period = Period.of(query.from_, query.to, query.tz, query.interval)
+        rows = await self._rows(sessions_sql(self.rules.app_id, query, period))
+        return sessions_answer(rows, period)
+
+    async def funnel(self, query: FunnelQuery) -> dict[str, Any]:
+        names = [self.rules.same_event(step.event) for step in query.steps]
+        check_fields(query, self.rules, sorted({n for step in names for n in step}))
+        period = Period.of(query.from_, query.to, query.tz, Interval.DAY)
+        rows = await self._rows(funnel_sql(self.rules.app_id, query, period, names))
+        return funnel_answer(query, rows)
+
+    async def retention(self, query: RetentionQuery) -> dict[str, Any]:
+        start = self.rules.same_event(query.start_event.event)
+        back = self.rules.same_event(query.return_event.event)
+        check_fields(query, self.rules, sorted({*start, *back}))
+        period = retention_period(query)
+        rows = await self._rows(retention_sql(self.rules.app_id, query, period, start, back))
+        return retention_answer(query, period, rows)
 
 
 def _value(measure: Measure, cell: tuple | None) -> float | int | None:

@@ -1,0 +1,79 @@
+"""``retention``: cohorts of people by the period of their first start event, and how many of
+each cohort did the return event 0, 1, 2... periods later (period 0: the cohort's own period, at
+or after their start event)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from tally.query import duckdb_sql as dialect
+from tally.query.compile import Scope, Sql, condition, utc_text
+from tally.query.model import FunnelStep, Interval, QueryError, RetentionQuery
+from tally.query.period import Period, next_bucket_start
+
+
+def _flag(step: FunnelStep, names: list[str]) -> Sql:
+    flag = Sql(f"(e.name IN ({', '.join('?' * len(names))})", list(names))
+    for item in step.filters:
+        flag = flag + " AND " + condition(item)
+    return flag + ")"
+
+
+def retention_period(query: RetentionQuery) -> Period:
+    if query.interval not in (Interval.DAY, Interval.WEEK):
+        raise QueryError("invalid_query", "interval: retention periods are days or weeks")
+    return Period.of(query.from_, query.to, query.tz, query.interval)
+
+
+def retention_sql(
+    app_id: str, query: RetentionQuery, period: Period, start: list[str], back: list[str]
+) -> Sql:
+    """Rows (cohort key, period number, people); period number -1 is the cohort's size."""
+    last = period.buckets()[-1].start.replace(tzinfo=None)
+    for _ in range(query.periods):
+        last = next_bucket_start(last, period.interval)
+    wide = replace(period, end=last.replace(tzinfo=period.tz))
+    scope = Scope(app_id, wide, sorted({*start, *back}), query.filters, persons=True)
+    unit = period.interval.value
+    cohort = dialect.local_bucket("c.t0", unit)
+    returned = dialect.local_bucket("e.time", unit)
+    sql = scope.prefix() + ", ev AS (SELECT " + scope.actor() + " AS actor, e.time, "
+    sql = sql + _flag(query.start_event, start) + " AS is_start, "
+    sql = sql + _flag(query.return_event, back) + " AS is_return" + scope.source() + "), "
+    sql = sql + Sql(
+        "c AS (SELECT actor, min(time) AS t0 FROM ev WHERE is_start "
+        "AND time < CAST(? AS TIMESTAMP) GROUP BY actor), ",
+        [utc_text(period.end)],
+    )
+    zone = period.tz.key
+    sql = sql + Sql(
+        f"r AS (SELECT DISTINCT c.actor, strftime({cohort}, '%Y-%m-%d %H:%M:%S') AS cohort, "
+        f"{dialect.periods_between(unit, cohort, returned)} AS k "
+        "FROM c JOIN ev e ON e.actor = c.actor AND e.is_return AND e.time >= c.t0) ",
+        [zone, zone, zone],
+    )
+    sql = sql + Sql(
+        "SELECT cohort, k, count(*) FROM r WHERE k < ? GROUP BY ALL "
+        f"UNION ALL SELECT strftime({cohort}, '%Y-%m-%d %H:%M:%S'), -1, count(*) FROM c "
+        "GROUP BY ALL",
+        [query.periods, zone],
+    )
+    return sql
+
+
+def retention_answer(query: RetentionQuery, period: Period, rows: list[tuple]) -> dict[str, Any]:
+    cells = {(cohort, k): int(n) for cohort, k, n in rows}
+    cohorts = []
+    for b in period.buckets():
+        size = cells.get((b.key, -1), 0)
+        values = [cells.get((b.key, k), 0) for k in range(query.periods)]
+        cohorts.append(
+            {
+                "t": b.t,
+                "size": size,
+                "values": values,
+                "rates": [v / size if size else None for v in values],
+            }
+        )
+    return {"cohorts": cohorts}
