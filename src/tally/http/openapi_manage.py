@@ -288,6 +288,20 @@ def management_paths() -> dict[str, Any]:
                 "invalid_timezone, too_many_buckets.",
             ),
         },
+        f"{BASE}/users/{{user}}/activity": {
+            "get": _op(
+                "userActivity",
+                "One customer's events, newest first, across their linked devices",
+                parameters=[
+                    _path("user", "A customer id or device id."),
+                    _query("limit", "1 to 500, default 50."),
+                    _query("cursor", "next_cursor of the previous page."),
+                ],
+                replies={"200": {"type": "object"}},
+                description="`{events: [...], next_cursor}`; labels are rendered from the "
+                "definitions' label templates where the event has none.",
+            ),
+        },
         LOGIN_PATH: {
             "post": {
                 "operationId": "syneriseLoginProfile",

@@ -267,6 +267,10 @@ class DuckDBStore:
         if query.since is not None:
             clauses.append("time >= ?")
             params.append(query.since.astimezone(UTC).replace(tzinfo=None))
+        if query.before is not None:
+            cursor = query.before
+            clauses.append("(time, received_at, id) < (?, ?, ?)")
+            params += [_naive(cursor.time), _naive(cursor.received_at), cursor.id]
         params.append(query.limit)
         cur = self.conn.cursor()
         try:

@@ -7,6 +7,14 @@ from datetime import date, datetime
 import msgspec
 
 
+class EventCursor(msgspec.Struct, frozen=True, array_like=True):
+    """A position in the newest-first order of events: the last event of a page."""
+
+    time: datetime
+    received_at: datetime
+    id: str
+
+
 class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
     app_id: str
     name: str | None = None
@@ -15,6 +23,8 @@ class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
     user: str | None = None
     """Matches the event's user id or its device id."""
     since: datetime | None = None
+    before: EventCursor | None = None
+    """Only events after this one in the newest-first order (the next page)."""
     limit: int = 100
 
 
