@@ -20,7 +20,16 @@ from tally.adapters.engagelab import (
 from tally.adapters.native import NativeAdapter
 from tally.adapters.segment import segment_adapters
 from tally.adapters.synerise import synerise_adapters
-from tally.http import activity, failed, manage, ops, query_api, read, synerise_auth
+from tally.http import (
+    activity,
+    failed,
+    live,
+    manage,
+    ops,
+    query_api,
+    read,
+    synerise_auth,
+)
 from tally.http.asgi import Receive, Scope, Send
 from tally.http.countly_sdk import CountlySdkEndpoint
 from tally.http.errors import http_exception, unexpected
@@ -46,6 +55,7 @@ def management_routes() -> list[Route]:
         Route(f"{base}/failed-events/{{failed_id}}", failed.get_failed, methods=["GET"]),
         Route(f"{base}/discarded", failed.list_discarded, methods=["GET"]),
         Route(f"{base}/query", query_api.run_query, methods=["POST"]),
+        Route(f"{base}/live", live.live, methods=["GET"]),
         Route(f"{base}/users/{{user:path}}/activity", activity.user_activity, methods=["GET"]),
     ]
 

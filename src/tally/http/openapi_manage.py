@@ -302,6 +302,26 @@ def management_paths() -> dict[str, Any]:
                 "definitions' label templates where the event has none.",
             ),
         },
+        f"{BASE}/live": {
+            "get": {
+                **_op(
+                    "liveEvents",
+                    "Accepted events as Server-Sent Events, as they are stored",
+                    parameters=[_query("name", "Only these event names (repeat for several).")],
+                    replies={},
+                ),
+                "responses": {
+                    "200": {
+                        "description": "`event: event` with the event as JSON per stored event; "
+                        "`event: missed` with `{missed: n}` if the client fell behind; a comment "
+                        "every 15 s.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "401": _ERROR,
+                    "403": _ERROR,
+                },
+            }
+        },
         LOGIN_PATH: {
             "post": {
                 "operationId": "syneriseLoginProfile",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from typing import Any, Protocol
 
@@ -30,6 +31,12 @@ class EventStore(Sink, Protocol):
 
     async def run_sql(self, sql: str, params: list[Any]) -> list[tuple]:
         """Run a read-only analytics query compiled for this store's dialect."""
+        ...
+
+    def subscribe(
+        self, app_id: str, names: Sequence[str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Events committed from now on (``store.live``)."""
         ...
 
     async def check_writable(self) -> None:

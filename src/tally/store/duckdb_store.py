@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tally.store.query import (
     ReplayedEvent,
 )
 
+log = logging.getLogger("tally.store")
 _STORED = ", ".join(f'"{name}"' for name in EVENT_COLUMN_NAMES)
 _FAILED = ", ".join(name for name, _ in FAILED_COLUMNS)
 _json = msgspec.json.Decoder()
@@ -111,6 +113,8 @@ class DuckDBStore:
         self._writer = self.conn.cursor()
         self._lock = threading.Lock()
         self._last_prune = datetime.min
+        self.on_commit: Callable[[pa.Table], None] | None = None
+        """Told what each commit stored (the live stream), after the commit."""
 
     # schema
 
@@ -178,6 +182,7 @@ class DuckDBStore:
 
         accepted = np.zeros(len(batches), dtype=np.int64)
         duplicates = np.zeros(len(batches), dtype=np.int64)
+        stored: pa.Table | None = None
         cur = self._writer
         cur.execute("BEGIN")
         try:
@@ -191,6 +196,7 @@ class DuckDBStore:
                     accepted += np.bincount(owner[keep], minlength=len(batches))
                     duplicates += np.bincount(owner[~keep], minlength=len(batches))
                 if incoming_events.num_rows:
+                    stored = incoming_events
                     cur.execute(
                         f"INSERT INTO events ({_STORED}) SELECT {_STORED} FROM incoming_events"
                     )
@@ -207,6 +213,11 @@ class DuckDBStore:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+        if stored is not None and self.on_commit is not None:
+            try:
+                self.on_commit(stored)
+            except Exception:  # the live view must never fail a commit
+                log.exception("live stream publish failed")
         self._maybe_prune()
         return [
             AppendResult(accepted=int(a), duplicates=int(d))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
 from tally.store.duckdb_store import DuckDBStore
 from tally.store.group_commit import GroupCommitter
+from tally.store.live import LiveHub
 from tally.store.query import (
     DiscardCount,
     EventQuery,
@@ -35,6 +36,8 @@ class EmbeddedStore:
         self.db = DuckDBStore(data_dir, dedup_window=dedup_window)
         if migrate:
             self.db.migrate()
+        self.live = LiveHub()
+        self.db.on_commit = self.live.publish
         self.committer = GroupCommitter(self.db.commit_group, max_delay=commit_delay)
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tally-read")
 
@@ -59,6 +62,11 @@ class EmbeddedStore:
 
     async def run_sql(self, sql: str, params: list[Any]) -> list[tuple]:
         return await self._read(self.db.run_sql, sql, params)
+
+    def subscribe(
+        self, app_id: str, names: Sequence[str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        return self.live.subscribe(app_id, names)
 
     async def check_writable(self) -> None:
         loop = asyncio.get_running_loop()

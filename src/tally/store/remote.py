@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,28 @@ class RemoteStore:
     async def run_sql(self, sql: str, params: list[Any]) -> list[tuple]:
         rows = await self._call({"op": "sql", "sql": sql, "params": params})
         return [tuple(row) for row in rows]
+
+    async def subscribe(
+        self, app_id: str, names: Sequence[str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Live events, over a connection of its own (it carries nothing else)."""
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(str(self.socket_path)), self.connect_timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"cannot reach the store process: {exc}") from exc
+        request = {"op": "subscribe", "rid": 1, "app_id": app_id, "names": list(names or [])}
+        writer.write(frame(request))
+        try:
+            while True:
+                try:
+                    reply = await read_frame(reader)
+                except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                    raise StoreUnavailable("the store process connection was lost") from exc
+                yield reply["result"]
+        finally:
+            writer.close()
 
     async def check_writable(self) -> None:
         await self._call({"op": "ping"})

@@ -51,18 +51,37 @@ class StoreServer:
         self._connections.add(current)
         current.add_done_callback(self._connections.discard)
         tasks: set[asyncio.Task[None]] = set()
+        streams: set[asyncio.Task[None]] = set()
         try:
             while True:
                 message = await read_frame(reader)
+                if message.get("op") == "subscribe":
+                    stream = asyncio.create_task(self._stream(message, writer))
+                    streams.add(stream)
+                    stream.add_done_callback(streams.discard)
+                    continue
                 task = asyncio.create_task(self._handle(message, writer))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            for stream in streams:  # a live subscription ends with its connection
+                stream.cancel()
+            if streams:
+                await asyncio.gather(*streams, return_exceptions=True)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             writer.close()
+
+    async def _stream(self, message: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        """A live subscription: one reply frame per committed event, until the peer goes."""
+        rid = message.get("rid")
+        async for event in self.store.subscribe(message["app_id"], message.get("names")):
+            if writer.is_closing():
+                return
+            writer.write(frame({"rid": rid, "ok": True, "result": event}))
+            await writer.drain()
 
     async def _handle(self, message: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         rid = message.get("rid")

@@ -1,0 +1,108 @@
+"""Committed events fanned out to live subscribers (``GET /api/v1/apps/{app_id}/live``).
+
+The store publishes what each commit stored, from its writer thread; each subscriber gets the
+events of its app (and names) on its own event loop. The live view is best effort: a subscriber
+that falls more than ``QUEUE_SIZE`` events behind loses the oldest and is told how many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Final
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+QUEUE_SIZE: Final = 10_000
+LIVE_COLUMNS: Final = (
+    "app_id",
+    "id",
+    "name",
+    "label",
+    "time",
+    "received_at",
+    "user_id",
+    "device_id",
+    "session_id",
+    "count",
+    "sum",
+    "dur",
+    "properties",
+    "protocol",
+    "internal",
+)
+_json = msgspec.json.Decoder()
+
+
+class Subscription:
+    def __init__(self, app_id: str, names: Sequence[str] | None, loop: asyncio.AbstractEventLoop):
+        self.app_id = app_id
+        self.names = frozenset(names) if names else None
+        self.loop = loop
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.missed = 0
+
+    def offer(self, rows: list[dict[str, Any]]) -> None:
+        """Runs on the subscriber's loop."""
+        for row in rows:
+            if self.queue.qsize() >= QUEUE_SIZE:
+                self.queue.get_nowait()
+                self.missed += 1
+            self.queue.put_nowait(row)
+
+
+class LiveHub:
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._subscriptions)
+
+    def publish(self, events: pa.Table) -> None:
+        """Called with the rows a commit stored (any thread)."""
+        with self._lock:
+            subscriptions = list(self._subscriptions)
+        if not subscriptions or not events.num_rows:
+            return
+        by_app: dict[str, list[dict[str, Any]]] = {}
+        for app_id in {s.app_id for s in subscriptions}:
+            mine = events.filter(pc.equal(events["app_id"], app_id))
+            if mine.num_rows:
+                by_app[app_id] = [_row(r) for r in mine.select(list(LIVE_COLUMNS)).to_pylist()]
+        for subscription in subscriptions:
+            rows = by_app.get(subscription.app_id)
+            if rows and subscription.names is not None:
+                rows = [r for r in rows if r["name"] in subscription.names]
+            if rows:
+                subscription.loop.call_soon_threadsafe(subscription.offer, rows)
+
+    async def subscribe(
+        self, app_id: str, names: Sequence[str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Events of this app (with these names) committed from now on; ``{"missed": n}``
+        items say how many were lost by falling behind."""
+        subscription = Subscription(app_id, names, asyncio.get_running_loop())
+        with self._lock:
+            self._subscriptions.add(subscription)
+        try:
+            while True:
+                row = await subscription.queue.get()
+                if subscription.missed:
+                    yield {"missed": subscription.missed}
+                    subscription.missed = 0
+                yield row
+        finally:
+            with self._lock:
+                self._subscriptions.discard(subscription)
+
+
+def _row(row: dict[str, Any]) -> dict[str, Any]:
+    row["properties"] = _json.decode(row["properties"]) if row["properties"] else {}
+    for key in ("time", "received_at"):
+        row[key] = row[key].isoformat() + "Z"
+    return row
