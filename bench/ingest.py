@@ -578,16 +578,16 @@ def server_errors(results: list[Result]) -> list[str]:
     return lines
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the Ingest section of BENCHMARKS.md (or add it), keeping every other section."""
+def write_section(path: Path, text: str, heading: str = SECTION) -> None:
+    """Replace one section of BENCHMARKS.md (or add it), keeping every other section."""
     old = path.read_text() if path.exists() else "# Benchmarks\n"
     if not old.lstrip().startswith("# Benchmarks"):
         old = "# Benchmarks\n\n" + old
-    start = old.find(SECTION)
+    start = old.find(heading)
     if start < 0:
         new = old.rstrip("\n") + "\n\n" + text
     else:
-        end = old.find("\n## ", start + len(SECTION))
+        end = old.find("\n## ", start + len(heading))
         rest = old[end + 1 :] if end >= 0 else ""
         new = old[:start] + text + ("\n" + rest if rest else "")
     path.write_text(new)
