@@ -88,7 +88,7 @@ def test_query_formats(tmp_path: Path) -> None:
         "2026-03-02T00:00:00+00:00,1,2.5",
         "total,3,17.5",
     ]
-    code, out = run(*base, "--app", app["id"])
+    code, out = run("query", "--app", app["id"], str(query), "--data", str(data))
     assert code == 0 and "purchase sum" in out.splitlines()[0]
 
 
