@@ -75,7 +75,7 @@ def condition(item: Filter) -> Sql:
 
 
 def bucket(period: Period, column: str = "e.time") -> Sql:
-    text, zone_uses = dialect.bucket_key(column, period.interval)
+    text, zone_uses = dialect.bucket_key(column, period.interval, period.tz.key)
     return Sql(text, [period.tz.key] * zone_uses)
 
 
@@ -160,7 +160,9 @@ def distinct_people(
 def users_rows(scope: Scope) -> Sql:
     """Per bucket: active people (events passing the filters) and, of those, people whose first
     event ever (all events, no filters) falls in the bucket. Columns: b, active, new."""
-    first_bucket, zone_uses = dialect.bucket_key("f.first", scope.period.interval)
+    first_bucket, zone_uses = dialect.bucket_key(
+        "f.first", scope.period.interval, scope.period.tz.key
+    )
     sql = scope.prefix()
     sql = sql + (", " if scope.persons else "WITH ")
     sql = sql + Sql(

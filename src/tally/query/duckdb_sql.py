@@ -12,9 +12,12 @@ def local_time(column: str) -> str:
     return f"timezone(?, timezone('UTC', {column}))"
 
 
-def bucket_key(column: str, interval: Interval) -> tuple[str, int]:
+def bucket_key(column: str, interval: Interval, zone: str = "") -> tuple[str, int]:
     """SQL for the bucket key of ``column`` (as ``period.Bucket.key``) and how many times the
-    zone parameter appears in it."""
+    zone parameter appears in it. In UTC the stored time is the local time already, which saves
+    two time-zone conversions per row."""
+    if zone == "UTC":
+        return f"strftime(date_trunc('{interval.value}', {column}), '%Y-%m-%d %H:%M:%S')", 0
     local = local_time(column)
     if interval is Interval.HOUR:
         # The UTC instant of the local hour's start: real hours, also in +05:30 zones and in the
