@@ -38,7 +38,7 @@ def funnel_sql(app_id: str, query: FunnelQuery, period: Period, names: list[list
         sql = sql + ", " + flag + f") AS s{i}"
     sql = sql + scope.source() + "), "
     sql = sql + Sql(
-        "f0 AS (SELECT actor, min(time) AS t, arg_min(v, time) AS v, min(time) AS t0 FROM ev "
+        "f0 AS (SELECT actor, min(time) AS t, first(v ORDER BY time) AS v, min(time) AS t0 FROM ev "
         "WHERE s0 AND time < CAST(? AS TIMESTAMP) GROUP BY actor)",
         [utc_text(period.end)],
     )
