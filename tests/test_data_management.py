@@ -575,10 +575,12 @@ async def test_a_countly_event_is_defined_on_first_sight_with_its_property_types
     response = await countly(
         client,
         new_app,
-        [{"key": "item purchase", "count": 1, "segmentation": {"amount": "n/a", "color": "red"}}],
+        [{"key": "item purchase", "count": 1, "segmentation": {"amount": "7", "color": "red"}}],
     )
     assert response.json() == {"result": "Success"}
-    assert len(await stored(client, new_app)) == 2
+    newest = (await stored(client, new_app))[0]
+    assert newest["properties"] == {"amount": 7, "color": "red"}  # "7" coerced to the number
+    assert newest["coerced_properties"] == ["amount"]
     got = await client.get(f"{base(new_app)}/definitions/item purchase", auth=api_auth(new_app))
     assert got.status_code == 200
     assert property_types(got.json()) == {

@@ -432,3 +432,307 @@ async def _open_event_store(settings: Settings):  # type: ignore[no-untyped-def]
             "the event store is in use by a running server with one worker: query it with "
             f"POST /api/v1/apps/APP_ID/query instead ({exc})"
         ) from None
+
+
+# Data in and out (docs/export-import.md): export, import, a person's erasure, retention.
+
+
+async def _transfer_store(settings: Settings, instead: str):  # type: ignore[no-untyped-def]
+    """The event store for a transfer command (see ``_open_event_store``), or a hint of what to
+    do instead when a one-worker server holds the file."""
+    try:
+        return await _open_event_store(settings)
+    except click.ClickException:
+        raise click.ClickException(
+            f"the event store is in use by a running server with one worker: {instead}; or stop "
+            "the server (with --workers 2 or more the command goes through its store process)"
+        ) from None
+
+
+def _lookup_app(settings: Settings, app_ref: str):  # type: ignore[no-untyped-def]
+    store = _catalog(settings)
+    try:
+        return _find_app(store, app_ref)
+    finally:
+        store.close()
+
+
+def _progress(length: int, label: str):  # type: ignore[no-untyped-def]
+    return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)
+
+
+@main.command("export")
+@app_option
+@click.option("--from", "since", metavar="TIME", help="Events at or after (ISO 8601, date, epoch).")
+@click.option("--to", "until", metavar="TIME", help="Events before this time.")
+@click.option("--user", default=None, metavar="ID", help="Only this person's events (linked ids).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "parquet"]),
+    default=None,
+    help="Default: from the output file's name, else jsonl.",
+)
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="The file to write ('-': standard output).",
+)
+@data_option
+@catalog_option
+def export_command(
+    app_ref: str,
+    since: str | None,
+    until: str | None,
+    user: str | None,
+    fmt: str | None,
+    output: str,
+    data_dir: str,
+    catalog: str | None,
+) -> None:
+    """Export an app's events, oldest first, with their stored column names (CSV, JSON lines,
+    Parquet). Works with or without a running server; the file is written as it goes."""
+    import asyncio
+    import os
+
+    from tally.pipeline.timeparse import TimeError
+    from tally.store.base import ExportQuery
+    from tally.transfer.export import check_range, export_chunks, parse_bound
+    from tally.transfer.formats import format_of
+
+    fmt = fmt or (format_of(output) if output != "-" else None) or "jsonl"
+    try:
+        first = parse_bound(since) if since else None
+        last = parse_bound(until) if until else None
+        check_range(first, last)
+    except (TimeError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="'--from' / '--to'") from None
+    settings = _settings(data_dir, catalog)
+    app = _lookup_app(settings, app_ref)
+    query = ExportQuery(app_id=app.id, since=first, until=last, user=user)
+    partial = f"{output}.partial"
+
+    async def run() -> int:
+        events = await _transfer_store(
+            settings, f"download GET /api/v1/apps/{app.id}/export instead"
+        )
+        exported = 0
+        try:
+            total = await events.count_events(query)
+            out = sys.stdout.buffer if output == "-" else open(partial, "wb")  # noqa: SIM115
+            try:
+                with _progress(total, f"exporting {app.name}") as bar:
+                    async for chunk, rows in export_chunks(events, query, fmt):
+                        out.write(chunk)
+                        exported += rows
+                        bar.update(rows)
+                out.flush()
+            finally:
+                if output != "-":
+                    out.close()
+        finally:
+            await events.close()
+        return exported
+
+    try:
+        exported = asyncio.run(run())
+        if output != "-":
+            os.replace(partial, output)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+    finally:
+        if output != "-" and os.path.exists(partial):
+            os.unlink(partial)
+    where = "standard output" if output == "-" else output
+    click.echo(f"exported {exported} events of {app.name!r} as {fmt} to {where}", err=True)
+
+
+@main.command("import")
+@app_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "parquet"]),
+    default=None,
+    help="Default: from the file's name (.jsonl/.ndjson, .csv, .parquet).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@data_option
+@catalog_option
+def import_command(
+    app_ref: str, file: str, fmt: str | None, as_json: bool, data_dir: str, catalog: str | None
+) -> None:
+    """Import events from FILE (as tally export writes them, or JSON lines of native events)
+    through the app's rules. Rejected rows become failed events; rows with ids already stored
+    count as duplicates, so importing a file twice stores it once."""
+    import asyncio
+    import os
+
+    from tally.http.services import Services
+    from tally.limits import Limits
+    from tally.transfer.formats import format_of
+    from tally.transfer.importer import Importer, open_rows
+
+    fmt = fmt or format_of(file)
+    if fmt is None:
+        raise click.BadParameter(
+            "cannot tell the format from the name; pass --format", param_hint="'FILE'"
+        )
+    try:
+        limits = Limits.from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    settings = _settings(data_dir, catalog)
+    catalog_store = _catalog(settings)
+    app = _find_app(catalog_store, app_ref)
+
+    async def run():  # type: ignore[no-untyped-def]
+        events = await _transfer_store(settings, "stop it to import")
+        services = Services(catalog=catalog_store, store=events, limits=limits)
+        try:
+            if fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                size = pq.ParquetFile(file).metadata.num_rows
+                with _progress(size, f"importing into {app.name}") as bar:
+                    rows = open_rows(file, fmt, None, bar.update)
+                    return await Importer(services, app).run(rows, text=False)
+            with (
+                open(file, "rb") as handle,
+                _progress(os.path.getsize(file), f"importing into {app.name}") as bar,
+            ):
+                rows = open_rows(file, fmt, handle, bar.update)
+                return await Importer(services, app).run(rows, text=fmt == "csv")
+        finally:
+            await events.close()
+
+    try:
+        summary = asyncio.run(run())
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read {file}: {exc}") from None
+    finally:
+        catalog_store.close()
+    if as_json:
+        _print_json(summary)
+        return
+    click.echo(
+        f"imported {summary.imported} events into {app.name!r} from {summary.rows} rows: "
+        f"{summary.duplicates} duplicates, {summary.discarded} discarded, "
+        f"{summary.rejected} rejected"
+    )
+    for reason, count in summary.reasons.items():
+        click.echo(f"  {reason}: {count}")
+    for example in summary.examples:
+        click.echo(f"  row {example.row}: {example.code}: {example.message}")
+    if summary.rejected:
+        click.echo(
+            "rejected rows are kept as failed events: "
+            f"GET /api/v1/apps/{app.id}/failed-events?reason=..."
+        )
+
+
+@main.group("users")
+def users_group() -> None:
+    """One person's data (GDPR): erase it. Export it with tally export --user ID."""
+
+
+@users_group.command("forget")
+@app_option
+@click.argument("user")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the deletion record as JSON.")
+@data_option
+@catalog_option
+def users_forget(
+    app_ref: str, user: str, yes: bool, as_json: bool, data_dir: str, catalog: str | None
+) -> None:
+    """Delete every event and identity link of USER and every id linked to it, whatever the
+    events' time, and record the deletion."""
+    import asyncio
+
+    settings = _settings(data_dir, catalog)
+    app = _lookup_app(settings, app_ref)
+    if not yes:
+        click.confirm(
+            f"Delete every event of {user!r} (and the ids linked to it) in {app.name!r}?",
+            abort=True,
+        )
+
+    async def run():  # type: ignore[no-untyped-def]
+        events = await _transfer_store(
+            settings, f"send DELETE /api/v1/apps/{app.id}/users/USER instead"
+        )
+        try:
+            return await events.delete_person(app.id, user)
+        finally:
+            await events.close()
+
+    record = asyncio.run(run())
+    if as_json:
+        _print_json(record)
+        return
+    click.echo(
+        f"deleted {record.events_deleted} events and {record.links_deleted} identity links of "
+        f"{user!r} (ids: {', '.join(record.ids)}); deletion record {record.id}"
+    )
+
+
+@main.command("retention")
+@click.option(
+    "--app",
+    "app_ref",
+    default=None,
+    metavar="APP",
+    help="Only this app (default: every app with retention_days set).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the deletions as JSON.")
+@data_option
+@catalog_option
+def retention_command(
+    app_ref: str | None, as_json: bool, data_dir: str, catalog: str | None
+) -> None:
+    """Delete events whose time is older than their app's retention_days, now."""
+    import asyncio
+
+    from tally.transfer.retention import apply_retention
+
+    settings = _settings(data_dir, catalog)
+    catalog_store = _catalog(settings)
+    try:
+        apps = [_find_app(catalog_store, app_ref)] if app_ref else catalog_store.list_apps()
+    except click.ClickException:
+        catalog_store.close()
+        raise
+    kept = [a for a in apps if a.settings.retention_days is None]
+    if app_ref and kept:
+        catalog_store.close()
+        click.echo(f"{kept[0].name!r} keeps its events forever (retention_days is not set)")
+        return
+
+    async def run():  # type: ignore[no-untyped-def]
+        events = await _transfer_store(settings, "stop it to apply retention")
+        try:
+            return await apply_retention(catalog_store, events, apps)
+        finally:
+            await events.close()
+
+    try:
+        done = asyncio.run(run())
+    finally:
+        catalog_store.close()
+    if as_json:
+        _print_json(done)
+        return
+    names = {a.id: a.name for a in apps}
+    for deletion in done:
+        assert deletion.cutoff is not None
+        click.echo(
+            f"{names[deletion.app_id]!r}: deleted {deletion.events_deleted} events before "
+            f"{deletion.cutoff.isoformat()}"
+        )
+    if not done:
+        click.echo("no app has retention_days set")

@@ -1,4 +1,5 @@
-"""Tally's own ingest API: ``POST /api/v1/events``."""
+"""Tally's own ingest API: ``POST /api/v1/events``, and the browser tracker's
+``POST /sdk/v1/events`` (the same body; only defined events, see docs/data-management.md)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tally.adapters.base import (
     decode_json_body,
 )
 from tally.catalog.models import App
+from tally.http.auth import basic_credentials, bearer_token
 from tally.model import Drop, DropReason, Event
 from tally.pipeline.timeparse import TimeError, parse_instant
 
@@ -25,6 +27,16 @@ PROTOCOL = "native"
 KEY_HEADER = "x-tally-key"
 
 Id = str | int
+
+
+class NativeContext(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """Where the event happened, as a browser or app knows it."""
+
+    url: str | None = None
+    referrer: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    """IANA name, e.g. Europe/Warsaw."""
 
 
 class NativeEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
@@ -43,6 +55,7 @@ class NativeEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     sum: float | None = None
     dur: float | None = None
     properties: dict[str, Any] | None = None
+    context: NativeContext | None = None
 
 
 class NativeBatch(msgspec.Struct, kw_only=True):
@@ -52,12 +65,16 @@ class NativeBatch(msgspec.Struct, kw_only=True):
     """The app's public key; may instead come in the ``X-Tally-Key`` header."""
     sent_at: str | int | float | None = None
     """The client's clock when sending, to correct event times for clock skew."""
+    access_token: str | None = None
+    """A customer JWT (browser tracker), where an Authorization header cannot be sent
+    (``navigator.sendBeacon``)."""
     events: list[NativeEvent]
 
 
 class _Envelope(msgspec.Struct, kw_only=True):
     app_key: str | None = None
     sent_at: str | int | float | None = None
+    access_token: str | None = None
     events: list[msgspec.Raw]
 
 
@@ -91,6 +108,17 @@ def _str(value: Id | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _context(context: NativeContext | None) -> dict[str, str | None]:
+    if context is None:
+        return {}
+    return {
+        "url": context.url,
+        "referrer": context.referrer,
+        "locale": context.locale,
+        "timezone": context.timezone,
+    }
+
+
 def error_reply(error: RequestError) -> Reply:
     body = _encoder.encode(ErrorResponse(ErrorBody(error.code, error.message)))
     return Reply(status=error.status, body=body, headers=error.headers)
@@ -106,9 +134,16 @@ class NativeAdapter:
         ("access-control-max-age", "86400"),
     ]
 
+    def __init__(self, *, browser: bool = False) -> None:
+        self.browser = browser
+        """The browser tracker's endpoint: app-key events must be defined (seed 003)."""
+
     def credentials(self, request: IngestRequest) -> Credentials | None:
+        """The app key (header), or the API key and secret (HTTP Basic: server side)."""
         key = request.headers.get(KEY_HEADER)
-        return AppKey(key) if key else None
+        if key:
+            return AppKey(key)
+        return basic_credentials(request.headers.get("authorization"))
 
     def decode(self, request: IngestRequest) -> DecodedBatch:
         envelope = decode_json_body(request.body, _envelope)
@@ -121,6 +156,8 @@ class NativeAdapter:
         credentials = self.credentials(request)
         if credentials is None and envelope.app_key:
             credentials = AppKey(envelope.app_key)
+        public = isinstance(credentials, AppKey)
+        token = envelope.access_token or bearer_token(request.headers.get("authorization"))
         events: list[Event] = []
         errors: list[tuple[Event, Drop]] = []
         for index, raw in enumerate(envelope.events):
@@ -151,10 +188,16 @@ class NativeAdapter:
                     dur=item.dur,
                     properties=item.properties or {},
                     payload=payload,
+                    **_context(item.context),
                 )
             )
         part = DecodedRequest(
-            credentials=credentials, events=events, errors=errors, sent_at=sent_at
+            credentials=credentials,
+            events=events,
+            errors=errors,
+            sent_at=sent_at,
+            enforce_definitions=self.browser and public,
+            customer_token=token if public else None,
         )
         return DecodedBatch(parts=[part])
 

@@ -53,6 +53,9 @@ class AppSettings(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     """Addresses or CIDR networks whose traffic is discarded (the team's own)."""
     customer_jwt_key: str | None = None
     """PEM public key (RSA or EC) that verifies customer JWTs (Synerise-style profile tokens)."""
+    retention_days: int | None = None
+    """Delete events whose time is more than this many days ago (hourly, see
+    docs/export-import.md); None keeps events forever."""
 
 
 class App(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +97,8 @@ def check_settings(settings: AppSettings) -> None:
         for pattern in getattr(settings, field):
             if not pattern or len(pattern) > 255:
                 raise ValueError(f"{field}: patterns must be 1 to 255 characters")
+    if settings.retention_days is not None and settings.retention_days < 1:
+        raise ValueError("retention_days: must be at least 1 (or null to keep events forever)")
     if settings.customer_jwt_key is not None:
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 

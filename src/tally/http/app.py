@@ -29,13 +29,16 @@ from tally.http import (
     query_api,
     read,
     synerise_auth,
+    transfer_api,
 )
 from tally.http.asgi import Receive, Scope, Send
+from tally.http.countly_read import analytics_events_endpoint, o_endpoint
 from tally.http.countly_sdk import CountlySdkEndpoint
 from tally.http.errors import http_exception, unexpected
 from tally.http.ingest import IngestEndpoint
 from tally.http.openapi import openapi_document
 from tally.http.services import Services
+from tally.transfer.retention import retention_running
 
 
 def management_routes() -> list[Route]:
@@ -57,6 +60,9 @@ def management_routes() -> list[Route]:
         Route(f"{base}/query", query_api.run_query, methods=["POST"]),
         Route(f"{base}/live", live.live, methods=["GET"]),
         Route(f"{base}/users/{{user:path}}/activity", activity.user_activity, methods=["GET"]),
+        Route(f"{base}/export", transfer_api.export_events, methods=["GET"]),
+        Route(f"{base}/users/{{user:path}}/events", transfer_api.user_events, methods=["GET"]),
+        Route(f"{base}/users/{{user:path}}", transfer_api.forget_user, methods=["DELETE"]),
     ]
 
 
@@ -71,9 +77,12 @@ class TallyApp:
         self.services = services
         self.ingest = {
             "/api/v1/events": IngestEndpoint(NativeAdapter(), services),
+            "/sdk/v1/events": IngestEndpoint(NativeAdapter(browser=True), services),
             "/i": IngestEndpoint(CountlyAdapter(), services),
             "/i/bulk": IngestEndpoint(CountlyBulkAdapter(), services),
             "/o/sdk": CountlySdkEndpoint(services),
+            "/o": o_endpoint(services),
+            "/o/analytics/events": analytics_events_endpoint(services),
             "/v1/event/report": IngestEndpoint(EngageLabAdapter(), services),
             "/v1/user/register": IngestEndpoint(EngageLabRegisterAdapter(), services),
             "/v1/user/property": IngestEndpoint(EngageLabPropertyAdapter(), services),
@@ -83,7 +92,8 @@ class TallyApp:
 
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
-            yield
+            async with retention_running(services):
+                yield
             if close_services:
                 await services.close()
 

@@ -46,7 +46,12 @@ class AppResolver:
         """Drop what is cached about an app this process just changed, so the change applies
         here at once (other workers see it within ``ttl``)."""
         self._rules.pop(app_id, None)
-        self._by_key.clear()
+        self._forget_app_record(app_id)
+
+    def _forget_app_record(self, app_id: str) -> None:
+        self._by_key = {
+            key: hit for key, hit in self._by_key.items() if hit[1] is None or hit[1].id != app_id
+        }
 
     async def rules(self, app: App) -> AppRules:
         """The app's compiled rules; rebuilt when its catalog version or settings changed (the app
@@ -72,7 +77,10 @@ class AppResolver:
         await asyncio.to_thread(
             self.catalog.definitions.define_first_seen, app.id, seen, permission
         )
+        # Until this worker's next request reloads the app (at once: its record is dropped
+        # here) and other workers theirs (within ``ttl``), the names are not asked for again.
         rules = self._rules.get(app.id)
         if rules is not None:
             for name, properties in seen.items():
                 rules.report(name, list(properties))
+        self._forget_app_record(app.id)

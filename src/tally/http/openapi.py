@@ -19,6 +19,7 @@ from tally.adapters.segment import (
 )
 from tally.adapters.synerise import synerise_adapters
 from tally.http.openapi_manage import SCHEMAS, management_paths
+from tally.http.openapi_transfer import transfer_paths
 from tally.model import DropReason
 
 
@@ -134,6 +135,67 @@ def countly_write(operation: str, summary: str, parameters: list[dict[str, Any]]
                 }
             },
             "responses": responses,
+        },
+        "options": {
+            "operationId": f"{operation}Preflight",
+            "summary": "CORS preflight",
+            "responses": {"200": {"description": "CORS headers."}},
+        },
+    }
+
+
+COUNTLY_READ_PARAMS = [
+    _param("app_id", "The Tally app id (24 hex characters).", required=True),
+    _param(
+        "api_key",
+        "`API_KEY:API_SECRET`, or the API key with `api_secret` (instead of HTTP Basic).",
+    ),
+    _param("api_secret", "The API secret, with `api_key`."),
+    _param(
+        "period",
+        "`30days` (default), `Ndays`, `Nweeks`, `Nmonths`, `month`, `day`, `prevMonth`, `hour`, "
+        '`yesterday`, `[start_ms, end_ms]` or `{"since": ms}`.',
+    ),
+    _param("timestamp", "Seconds or milliseconds taken as now (default: the server clock)."),
+    _param("tz", "IANA time zone of the buckets (default UTC)."),
+]
+
+
+def countly_read(
+    operation: str, summary: str, parameters: list[dict[str, Any]], answer: str
+) -> dict[str, Any]:
+    """Countly's read API: GET, or POST with the parameters as a form or JSON."""
+    form = {"type": "object", "additionalProperties": True}
+    responses = {
+        "200": {
+            "description": answer,
+            "content": {"application/json": {"schema": {}}},
+        },
+        "400": _json(
+            "CountlyResult",
+            '`Missing parameter "app_id"`, `Missing parameter "api_key" or "auth_token"`, '
+            '`Invalid method`, `Invalid parameter "period"`, ...',
+        ),
+        "401": _json("CountlyResult", "`User does not exist`, `User does not have right`."),
+        "405": _json("CountlyResult", "`Method not allowed`."),
+    }
+    common = {
+        "summary": summary,
+        "security": [{"apiKey": []}, {}],
+        "parameters": [*COUNTLY_READ_PARAMS, *parameters],
+        "responses": responses,
+    }
+    return {
+        "get": {"operationId": f"{operation}Get", **common},
+        "post": {
+            "operationId": f"{operation}Post",
+            **common,
+            "requestBody": {
+                "content": {
+                    "application/x-www-form-urlencoded": {"schema": form},
+                    "application/json": {"schema": form},
+                }
+            },
         },
         "options": {
             "operationId": f"{operation}Preflight",
@@ -265,7 +327,7 @@ def openapi_document() -> dict[str, Any]:
         "properties": {"result": {"type": "string"}, "info": {"type": "string"}},
         "required": ["result"],
     }
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Tally",
@@ -404,6 +466,32 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/o": countly_read(
+                "countlyRead",
+                "Countly read API: `method=events` (an event's time tree) and `method=get_events`",
+                [
+                    _param("method", "`events` or `get_events`.", required=True),
+                    _param("event", "`events`: the event (default: the first defined one)."),
+                    _param("events", "`events`: a JSON array of events, summed into one tree."),
+                    _param("segmentation", "`events`: a segment; values one level down."),
+                    _param("action", "`events`: `refresh` for today only."),
+                ],
+                "`events`: `{YEAR: {c, s, dur, MONTH: {..., DAY: {..., HOUR: {c, s, dur}}}}, "
+                "meta: {segments, <segment>: [values]}}`; `get_events`: `{_id, list, segments, "
+                "limits}`. See docs/protocols.md.",
+            ),
+            "/o/analytics/events": countly_read(
+                "countlyAnalyticsEvents",
+                "Countly analytics: an event's rows per period bucket or per segment value",
+                [
+                    _param("event", "The event (or `events`)."),
+                    _param("events", "A JSON array of events: the answer is keyed by event."),
+                    _param("segmentation", "A segment: one row per value, most frequent first."),
+                    _param("bucket", "`daily` or `monthly` (default: by period)."),
+                ],
+                "`[{_id, c, s, dur}]` (`_id` a date bucket or a segment value); with `events`, "
+                "`{event: [...]}`.",
+            ),
             "/v1/event/report": engagelab(
                 "engagelabReport",
                 "EngageLab: report behaviour events of EUIDs",
@@ -448,6 +536,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **management_paths(),
+            **transfer_paths(),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -462,3 +551,19 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+    document["paths"]["/sdk/v1/events"] = _browser_ingest(document["paths"]["/api/v1/events"])
+    return document
+
+
+def _browser_ingest(native: dict[str, Any]) -> dict[str, Any]:
+    """The browser tracker's endpoint: the native body and reply, only defined events."""
+    post = dict(native["post"])
+    post["operationId"] = "ingestBrowserEvents"
+    post["summary"] = "Send events from a browser (tally.js)"
+    post["description"] = (
+        "The body and reply of POST /api/v1/events (also as text/plain, as sendBeacon sends "
+        "it). With the app key, only events defined in the app's catalog and available to "
+        "anonymous profiles (or, with a customer JWT in `access_token` or a Bearer header, to "
+        "customers) are accepted; others are rejected with undefined_event or forbidden_event."
+    )
+    return {"post": post, **{k: v for k, v in native.items() if k != "post"}}

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Protocol
 
+import msgspec
+import pyarrow as pa
+
 from tally.sink import Sink
+from tally.store.columns import EVENT_COLUMN_NAMES
 from tally.store.query import (
     DiscardCount,
     EventQuery,
@@ -14,6 +18,39 @@ from tally.store.query import (
     FailedRecord,
     ReplayedEvent,
 )
+
+EXPORT_COLUMNS: tuple[str, ...] = tuple(name for name in EVENT_COLUMN_NAMES if name != "app_id")
+"""The columns an export carries, as the events table names them (the app is the export's)."""
+
+
+class ExportQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Which events to export, oldest first: ordered by (time, received_at, id)."""
+
+    app_id: str
+    since: datetime | None = None
+    """Event time at or after."""
+    until: datetime | None = None
+    """Event time before."""
+    user: str | None = None
+    """Only this person's events: whose user or device id is this id or one linked to it."""
+
+
+class Deletion(msgspec.Struct, kw_only=True):
+    """A record of events deleted on request (a person forgotten) or by the retention period."""
+
+    id: str
+    app_id: str
+    kind: str
+    """``person`` (a GDPR erasure) or ``retention``."""
+    person: str | None = None
+    """The id the erasure was asked for."""
+    ids: list[str] = msgspec.field(default_factory=list)
+    """Every id found to be that person (the id and the ids linked to it)."""
+    events_deleted: int = 0
+    links_deleted: int = 0
+    cutoff: datetime | None = None
+    """Retention: events whose time was before this were deleted."""
+    requested_at: datetime
 
 
 class EventStore(Sink, Protocol):
@@ -37,6 +74,27 @@ class EventStore(Sink, Protocol):
         self, app_id: str, names: Sequence[str] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Events committed from now on (``store.live``)."""
+        ...
+
+    def export_batches(self, query: ExportQuery, batch_rows: int) -> AsyncIterator[pa.RecordBatch]:
+        """Events for an export, oldest first, in ``EXPORT_COLUMNS``, at most ``batch_rows`` a
+        batch, without holding them all at once (a cursor here, pages from a store process)."""
+        ...
+
+    async def count_events(self, query: ExportQuery) -> int: ...
+
+    async def stored_ids(
+        self, app_id: str, ids: list[str], since: datetime, until: datetime
+    ) -> set[str]:
+        """Of ``ids``, those stored for the app with an event time in [since, until]."""
+        ...
+
+    async def delete_person(self, app_id: str, user: str) -> Deletion:
+        """Delete every event of the person (all linked ids) and their links; keep a record."""
+        ...
+
+    async def delete_expired(self, app_id: str, before: datetime) -> Deletion:
+        """Delete the app's events whose time is before ``before`` (the retention period)."""
         ...
 
     async def check_writable(self) -> None:

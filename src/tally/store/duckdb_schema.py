@@ -121,9 +121,29 @@ def _v4(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _v5(conn: duckdb.DuckDBPyConnection) -> None:
+    # What was deleted on request (a person forgotten) or by an app's retention period.
+    conn.execute(
+        """
+        CREATE TABLE deletions (
+            id VARCHAR NOT NULL PRIMARY KEY,
+            app_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            person VARCHAR,
+            ids VARCHAR[],
+            events_deleted BIGINT NOT NULL,
+            links_deleted BIGINT NOT NULL,
+            cutoff TIMESTAMP,
+            requested_at TIMESTAMP NOT NULL
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Migration[duckdb.DuckDBPyConnection]] = [
     Migration(1, "events, failed events and the dedup index", _v1),
     Migration(2, "events.internal marks SDK-internal events (Countly [CLY]_ keys)", _v2),
     Migration(3, "identity links between devices and customers", _v3),
     Migration(4, "geo and coerced-property columns, failed-event replay, discard counts", _v4),
+    Migration(5, "deletions: people forgotten and events past an app's retention", _v5),
 ]

@@ -16,13 +16,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tally.ids import uuid7
 from tally.migrations import pending
 from tally.model import LINK_EVENT, LINK_PREVIOUS
 from tally.sink import AppendBatch, AppendResult
+from tally.store.base import EXPORT_COLUMNS, Deletion, ExportQuery
 from tally.store.columns import EVENT_COLUMN_NAMES, FAILED_COLUMNS, events_table, failed_table
 from tally.store.duckdb_schema import COMPONENT, MIGRATIONS
 from tally.store.query import (
     DiscardCount,
+    EventCursor,
     EventQuery,
     FailedQuery,
     FailedRecord,
@@ -32,6 +35,8 @@ from tally.store.query import (
 log = logging.getLogger("tally.store")
 _STORED = ", ".join(f'"{name}"' for name in EVENT_COLUMN_NAMES)
 _FAILED = ", ".join(name for name, _ in FAILED_COLUMNS)
+_EXPORTED = ", ".join(f'"{name}"' for name in EXPORT_COLUMNS)
+_IN_PERSON = "(user_id IN (SELECT id FROM person) OR device_id IN (SELECT id FROM person))"
 _json = msgspec.json.Decoder()
 
 
@@ -99,6 +104,44 @@ def _carries_links(events: pa.Table) -> bool:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _arrow_reader(relation: duckdb.DuckDBPyRelation, batch_rows: int) -> pa.RecordBatchReader:
+    """A streaming reader of the relation's rows (DuckDB 1.4 renamed the method)."""
+    to_reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+    return to_reader(batch_rows)
+
+
+def _arrow_table(relation: duckdb.DuckDBPyRelation) -> pa.Table:
+    to_table = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+    return to_table()
+
+
+def _export_sql(
+    query: ExportQuery, after: EventCursor | None = None, *, select: str = _EXPORTED
+) -> tuple[str, list[Any]]:
+    """The export's rows in (time, received_at, id) order, after ``after`` if given."""
+    clauses = ["app_id = ?"]
+    params: list[Any] = [query.app_id]
+    prefix, prefix_params = "", []
+    if query.user is not None:
+        prefix, prefix_params = _PERSON_CTE, [query.app_id, query.app_id, query.user]
+        clauses.append(_IN_PERSON)
+    if query.since is not None:
+        clauses.append("time >= ?")
+        params.append(_naive(query.since))
+    if query.until is not None:
+        clauses.append("time < ?")
+        params.append(_naive(query.until))
+    if after is not None:
+        # The plain bound on time lets DuckDB skip row groups (zone maps) the row bound cannot.
+        clauses.append("time >= ? AND (time, received_at, id) > (?, ?, ?)")
+        params += [_naive(after.time), _naive(after.time), _naive(after.received_at), after.id]
+    sql = f"{prefix} SELECT {select} FROM events WHERE {' AND '.join(clauses)}"
+    return sql, prefix_params + params
+
+
+_ORDER = " ORDER BY time, received_at, id"
 
 
 class DuckDBStore:
@@ -390,6 +433,157 @@ class DuckDBStore:
             return cur.execute(sql, params).fetchall()
         finally:
             cur.close()
+
+    # exports
+
+    def export_reader(
+        self, query: ExportQuery, batch_rows: int
+    ) -> tuple[duckdb.DuckDBPyConnection, pa.RecordBatchReader]:
+        """A cursor and a reader streaming the export in batches, oldest first. The caller reads
+        it (one thread at a time) and closes the cursor; nothing is held beyond a batch."""
+        sql, params = _export_sql(query)
+        cur = self.conn.cursor()
+        try:
+            return cur, _arrow_reader(cur.sql(sql + _ORDER, params=params), batch_rows)
+        except BaseException:
+            cur.close()
+            raise
+
+    def export_page(self, query: ExportQuery, after: EventCursor | None, limit: int) -> pa.Table:
+        """One page of the export: the first ``limit`` rows after ``after`` (keyset paging, for
+        a client of the store process)."""
+        sql, params = _export_sql(query, after)
+        cur = self.conn.cursor()
+        try:
+            return _arrow_table(cur.sql(f"{sql}{_ORDER} LIMIT ?", params=[*params, limit]))
+        finally:
+            cur.close()
+
+    def count_events(self, query: ExportQuery) -> int:
+        sql, params = _export_sql(query, select="count(*)")
+        cur = self.conn.cursor()
+        try:
+            row = cur.execute(sql, params).fetchone()
+        finally:
+            cur.close()
+        return int(row[0]) if row else 0
+
+    def stored_ids(
+        self, app_id: str, ids: Sequence[str], since: datetime, until: datetime
+    ) -> set[str]:
+        if not ids:
+            return set()
+        cur = self.conn.cursor()
+        try:
+            rows = cur.execute(
+                "SELECT DISTINCT id FROM events WHERE app_id = ? AND time BETWEEN ? AND ? "
+                "AND id IN (SELECT unnest(?::VARCHAR[]))",
+                [app_id, _naive(since), _naive(until), list(ids)],
+            ).fetchall()
+        finally:
+            cur.close()
+        return {row[0] for row in rows}
+
+    # deletions
+
+    def delete_person(self, app_id: str, user: str) -> Deletion:
+        """Delete the person's events (whatever their time) and identity links, and record it,
+        in one transaction."""
+        with self._lock:
+            cur = self._writer
+            cur.execute("BEGIN")
+            try:
+                found = cur.execute(
+                    f"{_PERSON_CTE} SELECT id FROM person ORDER BY id", [app_id, app_id, user]
+                ).fetchall()
+                ids = [row[0] for row in found]
+                events = cur.execute(
+                    "DELETE FROM events WHERE app_id = ? AND (user_id IN (SELECT unnest(?)) "
+                    "OR device_id IN (SELECT unnest(?)))",
+                    [app_id, ids, ids],
+                ).fetchone()
+                links = cur.execute(
+                    "DELETE FROM identity_links WHERE app_id = ? AND (from_id IN "
+                    "(SELECT unnest(?)) OR to_id IN (SELECT unnest(?)))",
+                    [app_id, ids, ids],
+                ).fetchone()
+                record = Deletion(
+                    id=uuid7(),
+                    app_id=app_id,
+                    kind="person",
+                    person=user,
+                    ids=ids,
+                    events_deleted=int(events[0]) if events else 0,
+                    links_deleted=int(links[0]) if links else 0,
+                    requested_at=datetime.now(UTC),
+                )
+                self._record_deletion(cur, record)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return record
+
+    def delete_expired(self, app_id: str, before: datetime) -> Deletion:
+        """Delete the app's events whose time is before ``before``; recorded if any were."""
+        with self._lock:
+            cur = self._writer
+            cur.execute("BEGIN")
+            try:
+                deleted = cur.execute(
+                    "DELETE FROM events WHERE app_id = ? AND time < ?", [app_id, _naive(before)]
+                ).fetchone()
+                record = Deletion(
+                    id=uuid7(),
+                    app_id=app_id,
+                    kind="retention",
+                    events_deleted=int(deleted[0]) if deleted else 0,
+                    cutoff=before.astimezone(UTC),
+                    requested_at=datetime.now(UTC),
+                )
+                if record.events_deleted:
+                    self._record_deletion(cur, record)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return record
+
+    @staticmethod
+    def _record_deletion(cur: duckdb.DuckDBPyConnection, record: Deletion) -> None:
+        cur.execute(
+            "INSERT INTO deletions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                record.id,
+                record.app_id,
+                record.kind,
+                record.person,
+                record.ids,
+                record.events_deleted,
+                record.links_deleted,
+                _naive(record.cutoff) if record.cutoff is not None else None,
+                _naive(record.requested_at),
+            ],
+        )
+
+    def deletions(self, app_id: str) -> list[Deletion]:
+        """The app's deletion records, newest first."""
+        cur = self.conn.cursor()
+        try:
+            result = cur.execute(
+                "SELECT id, app_id, kind, person, ids, events_deleted, links_deleted, cutoff, "
+                "requested_at FROM deletions WHERE app_id = ? ORDER BY requested_at DESC, id",
+                [app_id],
+            )
+            names = [d[0] for d in result.description]
+            rows = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+        finally:
+            cur.close()
+        for row in rows:
+            row["ids"] = row["ids"] or []
+            row["cutoff"] = _aware(row["cutoff"])
+            row["requested_at"] = _aware(row["requested_at"])
+        return [Deletion(**row) for row in rows]
 
     def count_rows(self, table: str) -> int:
         if table not in {"events", "failed_events", "event_ids"}:

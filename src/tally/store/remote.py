@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
+from tally.store.base import Deletion, ExportQuery
 from tally.store.query import (
     DiscardCount,
+    EventCursor,
     EventQuery,
     FailedQuery,
     FailedRecord,
@@ -23,6 +26,9 @@ from tally.store.wire import encode_batch, frame, read_frame
 
 
 class RemoteStore:
+    export_page_rows = 50_000
+    """Rows per export page message."""
+
     def __init__(self, socket_path: Path, connect_timeout: float = 5.0) -> None:
         self.socket_path = socket_path
         self.connect_timeout = connect_timeout
@@ -137,6 +143,60 @@ class RemoteStore:
                 yield reply["result"]
         finally:
             writer.close()
+
+    async def export_batches(
+        self, query: ExportQuery, batch_rows: int
+    ) -> AsyncIterator[pa.RecordBatch]:
+        """Page after page (keyset on time, received_at and id), one message each, so neither
+        process holds the whole export. Each page query scans what is left of the export, so
+        pages are large (``export_page_rows``) and handed on in batches of ``batch_rows``."""
+        page_rows = max(batch_rows, self.export_page_rows)
+        after: EventCursor | None = None
+        while True:
+            data = await self._call(
+                {
+                    "op": "export_page",
+                    "query": msgspec.to_builtins(query),
+                    "after": msgspec.to_builtins(after) if after is not None else None,
+                    "limit": page_rows,
+                }
+            )
+            page = pa.ipc.open_stream(data).read_all()
+            for batch in page.to_batches(max_chunksize=batch_rows):
+                if batch.num_rows:
+                    yield batch
+            if page.num_rows < page_rows:
+                return
+            last = page.slice(page.num_rows - 1).to_pylist()[0]
+            time, received_at = (last[k].replace(tzinfo=UTC) for k in ("time", "received_at"))
+            after = EventCursor(time, received_at, last["id"])
+
+    async def count_events(self, query: ExportQuery) -> int:
+        return int(await self._call({"op": "count_events", "query": msgspec.to_builtins(query)}))
+
+    async def stored_ids(
+        self, app_id: str, ids: list[str], since: datetime, until: datetime
+    ) -> set[str]:
+        found = await self._call(
+            {
+                "op": "stored_ids",
+                "app_id": app_id,
+                "ids": ids,
+                "since": since.isoformat(),
+                "until": until.isoformat(),
+            }
+        )
+        return set(found)
+
+    async def delete_person(self, app_id: str, user: str) -> Deletion:
+        record = await self._call({"op": "delete_person", "app_id": app_id, "user": user})
+        return msgspec.convert(record, Deletion)
+
+    async def delete_expired(self, app_id: str, before: datetime) -> Deletion:
+        record = await self._call(
+            {"op": "delete_expired", "app_id": app_id, "before": before.isoformat()}
+        )
+        return msgspec.convert(record, Deletion)
 
     async def check_writable(self) -> None:
         await self._call({"op": "ping"})

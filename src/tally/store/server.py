@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 
+from tally.store.base import ExportQuery
 from tally.store.embedded import EmbeddedStore
-from tally.store.query import EventQuery, FailedQuery, ReplayedEvent
+from tally.store.query import EventCursor, EventQuery, FailedQuery, ReplayedEvent
 from tally.store.wire import decode_batch, frame, read_frame
 
 log = logging.getLogger("tally.store")
@@ -30,6 +32,14 @@ def _time_fields(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in ("time", "received_at"):
             row[key] = row[key].isoformat()
     return rows
+
+
+def _ipc(table: pa.Table) -> bytes:
+    """An Arrow table as an IPC stream (how export pages travel)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
 class StoreServer:
@@ -119,6 +129,28 @@ class StoreServer:
             return [
                 list(row) for row in await self.store.run_sql(message["sql"], message["params"])
             ]
+        if op == "export_page":
+            query = msgspec.convert(message["query"], ExportQuery)
+            after = message.get("after")
+            cursor = msgspec.convert(after, EventCursor) if after is not None else None
+            return _ipc(await self.store.export_page(query, cursor, int(message["limit"])))
+        if op == "count_events":
+            return await self.store.count_events(msgspec.convert(message["query"], ExportQuery))
+        if op == "stored_ids":
+            found = await self.store.stored_ids(
+                message["app_id"],
+                message["ids"],
+                datetime.fromisoformat(message["since"]),
+                datetime.fromisoformat(message["until"]),
+            )
+            return sorted(found)
+        if op == "delete_person":
+            record = await self.store.delete_person(message["app_id"], message["user"])
+            return msgspec.to_builtins(record, builtin_types=(datetime,))
+        if op == "delete_expired":
+            before = datetime.fromisoformat(message["before"])
+            record = await self.store.delete_expired(message["app_id"], before)
+            return msgspec.to_builtins(record, builtin_types=(datetime,))
         if op == "ping":
             await self.store.check_writable()
             return "pong"
