@@ -38,6 +38,8 @@ from tally.http.errors import http_exception, unexpected
 from tally.http.ingest import IngestEndpoint
 from tally.http.openapi import openapi_document
 from tally.http.services import Services
+from tally.sdk import PATH as TALLY_JS_PATH
+from tally.sdk import tally_js
 from tally.transfer.retention import retention_running
 
 
@@ -106,6 +108,7 @@ class TallyApp:
                 Route("/readyz", ops.readyz, methods=["GET"]),
                 Route("/metrics", ops.prometheus, methods=["GET"]),
                 Route("/openapi.json", openapi, methods=["GET"]),
+                Route(TALLY_JS_PATH, tally_js, methods=["GET"]),
             ],
             exception_handlers={HTTPException: http_exception, Exception: unexpected},
             lifespan=lifespan,

@@ -537,6 +537,28 @@ def openapi_document() -> dict[str, Any]:
             },
             **management_paths(),
             **transfer_paths(),
+            "/sdk/tally.js": {
+                "get": {
+                    "operationId": "trackerScript",
+                    "summary": "tally.js, the browser tracker (docs/tally-js.md)",
+                    "parameters": [
+                        {
+                            "name": "If-None-Match",
+                            "in": "header",
+                            "schema": {"type": "string"},
+                            "description": "An ETag from an earlier answer: 304 if unchanged.",
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The script; gzipped when Accept-Encoding allows it. "
+                            "ETag (content hash), Cache-Control public, max-age=300.",
+                            "content": {"application/javascript": {"schema": {"type": "string"}}},
+                        },
+                        "304": {"description": "Not modified: If-None-Match names the ETag."},
+                    },
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
