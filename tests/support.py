@@ -460,3 +460,32 @@ class PageServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=10)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+BROWSER_TIMEOUT_MS = 15_000
+
+
+@contextlib.contextmanager
+def module_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[tuple[Server, App]]:
+    """One ``tally serve`` and app shared by a module's browser scenarios."""
+    tmp = tmp_path_factory.mktemp(name)
+    factory = ServerFactory(tmp)
+    try:
+        data_dir = tmp / "data"
+        app = create_app(data_dir, name=name)
+        yield factory.start(data_dir, workers=SDK_TEST_WORKERS), app
+    finally:
+        factory.cleanup()

@@ -8,11 +8,16 @@ process group, the browser, node) is stopped when the test ends, however it ends
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from support import (
+    BROWSER_TIMEOUT_MS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
     SDK_TEST_WORKERS,
     App,
     Server,
@@ -38,3 +43,23 @@ def app(data_dir: Path) -> App:
 def tally(servers: ServerFactory, data_dir: Path, app: App) -> Server:
     """A running ``tally serve`` that knows ``app``."""
     return servers.start(data_dir, workers=SDK_TEST_WORKERS)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright; one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: ./scripts/test installs Debian's chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            timeout=BROWSER_TIMEOUT_MS,
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()

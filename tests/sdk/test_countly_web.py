@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -21,18 +20,17 @@ import httpx
 import pytest
 
 from support import (
-    SDK_TEST_WORKERS,
+    BROWSER_TIMEOUT_MS,
     App,
     PageServer,
     Server,
-    ServerFactory,
-    create_app,
+    module_server,
     sdk_package,
     wait_for_events,
 )
 
 try:
-    from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Request
 except ImportError:  # pragma: no cover
     pytest.fail(
         "playwright is not installed in the venv: add it to the test extras in pyproject.toml "
@@ -40,18 +38,6 @@ except ImportError:  # pragma: no cover
         pytrace=False,
     )
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-BROWSER_TIMEOUT_MS = 15_000
 STORE_TIMEOUT = 20.0
 SDK_NAME = "javascript_native_web"
 PAGE_PATH = "/index.html"
@@ -291,31 +277,8 @@ def run_scenario(browser: Browser, tally: Server, app: App, **config: Any) -> We
 @pytest.fixture(scope="module")
 def web_tally(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, App]]:
     """One ``tally serve`` and app for the module's scenarios (each has its own device)."""
-    tmp = tmp_path_factory.mktemp("countly-web")
-    factory = ServerFactory(tmp)
-    try:
-        data_dir = tmp / "data"
-        app = create_app(data_dir, name="sdk-web")
-        yield factory.start(data_dir, workers=SDK_TEST_WORKERS), app
-    finally:
-        factory.cleanup()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: ./scripts/test installs Debian's chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            timeout=BROWSER_TIMEOUT_MS,
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with module_server(tmp_path_factory, "countly-web") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

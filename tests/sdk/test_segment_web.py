@@ -23,7 +23,6 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,12 +30,11 @@ import httpx
 import pytest
 
 from support import (
-    SDK_TEST_WORKERS,
+    BROWSER_TIMEOUT_MS,
     App,
     PageServer,
     Server,
-    ServerFactory,
-    create_app,
+    module_server,
     sdk_package,
     wait_for_events,
 )
@@ -48,7 +46,6 @@ try:
         Page,
         Request,
         Route,
-        sync_playwright,
     )
 except ImportError:  # pragma: no cover
     pytest.fail(
@@ -58,18 +55,6 @@ except ImportError:  # pragma: no cover
     )
 
 PACKAGE = "@segment/analytics-next"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-BROWSER_TIMEOUT_MS = 15_000
 STORE_TIMEOUT = 20.0
 PAGE_PATH = "/shop/checkout.html"
 PAGE_TITLE = "Tally analytics.js test"
@@ -324,31 +309,8 @@ def run_scenario(
 @pytest.fixture(scope="module")
 def web_tally(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, App]]:
     """One ``tally serve`` and app for the module's scenarios (each has its own anonymousId)."""
-    tmp = tmp_path_factory.mktemp("segment-web")
-    factory = ServerFactory(tmp)
-    try:
-        data_dir = tmp / "data"
-        app = create_app(data_dir, name="segment-web")
-        yield factory.start(data_dir, workers=SDK_TEST_WORKERS), app
-    finally:
-        factory.cleanup()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: ./scripts/test installs Debian's chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            timeout=BROWSER_TIMEOUT_MS,
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with module_server(tmp_path_factory, "segment-web") as running:
+        yield running
 
 
 @pytest.fixture(scope="module", params=["standard", "batching"])

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from support import (
+    BROWSER_TIMEOUT_MS,
     SDK_TEST_WORKERS,
     App,
     PageServer,
@@ -44,7 +44,6 @@ try:
         Page,
         Request,
         Route,
-        sync_playwright,
     )
 except ImportError:  # pragma: no cover
     pytest.fail(
@@ -53,18 +52,6 @@ except ImportError:  # pragma: no cover
         pytrace=False,
     )
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-BROWSER_TIMEOUT_MS = 15_000
 STORE_TIMEOUT = 15.0
 QUIET = 1.5
 """Seconds to wait before concluding that something was not sent (the tracker batches for 1 s)."""
@@ -256,23 +243,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             yield Site(server, app, key, page_server.origin)
     finally:
         factory.cleanup()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: ./scripts/test installs Debian's chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            timeout=BROWSER_TIMEOUT_MS,
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture
