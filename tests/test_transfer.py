@@ -562,12 +562,9 @@ def test_cli_import_export_round_trip(through_server: bool) -> None:
             assert "imported 1 events" in result.stdout and "1 rejected" in result.stdout
             assert "row 1: missing_name" in result.stdout
 
-            result = cli(
-                "users", "forget", "--app", source["id"], "cust-1", "--data", data, input="n\n"
-            )
+            result = cli("forget", "--app", source["id"], "cust-1", "--data", data, input="n\n")
             assert result.exit_code == 1  # not confirmed
             result = cli(
-                "users",
                 "forget",
                 "--app",
                 source["id"],

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
 
 from tally.config import DEFAULT_PORT, Settings, default_workers
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 data_option = click.option(
     "--data",
@@ -250,6 +253,274 @@ def apps_show(app: str, data_dir: str, catalog: str | None, as_json: bool) -> No
     click.echo(f"API key     {found.api_key}")
     click.echo(f"created     {found.created_at.isoformat()}")
     click.echo(f"settings    {msgspec.json.encode(found.settings).decode()}")
+
+
+# Dashboard users (docs/dashboard-auth.md).
+
+
+@main.group("users")
+def users_group() -> None:
+    """Dashboard logins: create, list, delete, change a password. Every user may manage every
+    app (no per-app roles yet)."""
+
+
+password_stdin_option = click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of prompting.",
+)
+
+
+def _password(password_stdin: bool) -> str:
+    from tally.catalog.users import UserError, check_password
+
+    if password_stdin:
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n")
+
+    def valid(value: str) -> str:
+        try:
+            check_password(value)
+        except UserError as exc:
+            raise click.UsageError(str(exc)) from None
+        return value
+
+    return str(
+        click.prompt("Password", hide_input=True, confirmation_prompt=True, value_proc=valid)
+    )
+
+
+@users_group.command("create")
+@click.argument("email")
+@password_stdin_option
+@data_option
+@catalog_option
+def users_create(email: str, password_stdin: bool, data_dir: str, catalog: str | None) -> None:
+    """Create a dashboard user who logs in with EMAIL (any case) and a password."""
+    from tally.catalog.users import UserError, check_email
+
+    try:
+        email = check_email(email)
+    except UserError as exc:
+        raise click.BadParameter(str(exc), param_hint="'EMAIL'") from None
+    store = _catalog(_settings(data_dir, catalog))
+    try:
+        if store.users.get(email) is not None:
+            raise click.ClickException(f"a user with email {email!r} exists already")
+        user = store.users.create(email, _password(password_stdin))
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(f"created dashboard user {user.email}")
+
+
+@users_group.command("list")
+@data_option
+@catalog_option
+@click.option("--json", "as_json", is_flag=True)
+def users_list(data_dir: str, catalog: str | None, as_json: bool) -> None:
+    """List dashboard users (never password hashes)."""
+    store = _catalog(_settings(data_dir, catalog))
+    try:
+        found = store.users.list()
+    finally:
+        store.close()
+    if as_json:
+        _print_json([{k: v for k, v in msgspec.to_builtins(u).items() if k != "id"} for u in found])
+        return
+    if not found:
+        click.echo("No dashboard users yet. Create one with: tally users create EMAIL")
+        return
+    width = max(len("EMAIL"), *(len(u.email) for u in found))
+    click.echo(f"{'EMAIL':<{width}}  {'CREATED':<25}  LAST LOGIN")
+    for user in found:
+        last = user.last_login_at.isoformat(timespec="seconds") if user.last_login_at else "never"
+        created = user.created_at.isoformat(timespec="seconds")
+        click.echo(f"{user.email:<{width}}  {created:<25}  {last}")
+
+
+@users_group.command("delete")
+@click.argument("email")
+@data_option
+@catalog_option
+def users_delete(email: str, data_dir: str, catalog: str | None) -> None:
+    """Delete a dashboard user; their sessions end at once."""
+    store = _catalog(_settings(data_dir, catalog))
+    try:
+        deleted = store.users.delete(email)
+    finally:
+        store.close()
+    if not deleted:
+        raise click.ClickException(f"no dashboard user with email {email!r}")
+    click.echo(f"deleted dashboard user {email.strip().lower()}")
+
+
+@users_group.command("password")
+@click.argument("email")
+@password_stdin_option
+@data_option
+@catalog_option
+def users_password(email: str, password_stdin: bool, data_dir: str, catalog: str | None) -> None:
+    """Set a dashboard user's password; their sessions end at once (they log in again)."""
+    from tally.catalog.users import UserError
+
+    store = _catalog(_settings(data_dir, catalog))
+    try:
+        if store.users.get(email) is None:
+            raise click.ClickException(f"no dashboard user with email {email!r}")
+        user = store.users.set_password(email, _password(password_stdin))
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyError:
+        raise click.ClickException(f"no dashboard user with email {email!r}") from None
+    finally:
+        store.close()
+    click.echo(f"changed the password of {user.email}; their sessions have ended")
+
+
+DEMO_APP = "Demo"
+DEMO_USER = "demo@tally.local"
+
+
+def _demo_definitions() -> list[Any]:
+    from tally.catalog.definitions import EventDefinition, PropertyDefinition, PropertyType
+
+    return [
+        EventDefinition(
+            name="product.buy",
+            display_name="Purchase",
+            description="A customer bought a product (demo data).",
+            label_template="Bought {{item}}",
+            properties=[
+                PropertyDefinition(name="item", required=True),
+                PropertyDefinition(name="price", type=PropertyType.NUMBER),
+            ],
+        ),
+        EventDefinition(
+            name="signup.complete",
+            display_name="Sign-up",
+            description="A visitor created an account (demo data).",
+            properties=[PropertyDefinition(name="plan")],
+        ),
+    ]
+
+
+def demo_events(days: int, now: datetime, seed: int = 7) -> list[dict[str, Any]]:
+    """Native events of a small shop over the last ``days`` days: sessions, page visits, sign-ups
+    and purchases by a few dozen people, reproducible for a seed."""
+    import random
+    from datetime import timedelta
+
+    rng = random.Random(seed)
+    pages = [("/", "Home"), ("/shop", "Shop"), ("/pricing", "Pricing"), ("/blog", "Blog")]
+    items = [("rolex", 120.5), ("casio", 35.0), ("seiko", 89.9), ("strap", 12.0)]
+    agents = [
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    ]
+    events: list[dict[str, Any]] = []
+    start = now - timedelta(days=days)
+    for person in range(40):
+        device = f"demo-device-{person}"
+        user = f"demo-customer-{person}" if person % 3 else None
+        agent = agents[person % len(agents)]
+        signed_up = False
+        for day in range(days):
+            if rng.random() > 0.55:
+                continue
+            at = start + timedelta(days=day, hours=rng.uniform(7, 22))
+            steps: list[tuple[str, dict[str, Any], dict[str, Any]]] = [("session.start", {}, {})]
+            for url, title in rng.sample(pages, rng.randint(1, 3)):
+                steps.append(("page.visit", {"url": url, "title": title}, {}))
+            if user is not None and not signed_up and rng.random() < 0.5:
+                signed_up = True
+                steps.append(("signup.complete", {"plan": rng.choice(["free", "pro"])}, {}))
+            if rng.random() < 0.35:
+                item, price = rng.choice(items)
+                steps.append(("product.buy", {"item": item, "price": price}, {"sum": price}))
+            steps.append(("session.end", {}, {}))
+            for name, properties, extra in steps:
+                at += timedelta(seconds=rng.uniform(5, 120))
+                if at >= now:
+                    break
+                event = {
+                    "id": f"demo-{len(events)}",
+                    "name": name,
+                    "time": at.isoformat(),
+                    "device": device,
+                    "session": f"demo-s-{person}-{day}",
+                    "properties": properties,
+                    "user_agent": agent,
+                    **extra,
+                }
+                if user is not None:
+                    event["user"] = user
+                events.append(event)
+    return events
+
+
+@main.command("demo")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 90))
+@data_option
+@catalog_option
+def demo_command(days: int, data_dir: str, catalog: str | None) -> None:
+    """Create a demo app with a few days of events and a demo dashboard user. Running it again
+    leaves what exists as it is and says so."""
+    import asyncio
+    import secrets
+    from datetime import UTC, datetime
+
+    from tally.http.services import Services
+    from tally.transfer.importer import Importer, Row
+
+    settings = _settings(data_dir, catalog)
+    store = _catalog(settings)
+    try:
+        existing = [a for a in store.list_apps() if a.name == DEMO_APP]
+        if existing:
+            click.echo(
+                f"The demo app {DEMO_APP!r} exists already (id {existing[0].id}); "
+                "its events are left as they are."
+            )
+        else:
+
+            async def load():  # type: ignore[no-untyped-def]
+                # The event store first: if a server holds it, nothing is created.
+                events = await _transfer_store(settings, "stop it to load the demo")
+                try:
+                    created = store.create_app(DEMO_APP)
+                    for definition in _demo_definitions():
+                        store.definitions.put(created.app.id, definition)
+                    generated = demo_events(days, datetime.now(UTC))
+                    rows = [Row(i, msgspec.json.encode(e), e) for i, e in enumerate(generated)]
+                    services = Services(catalog=store, store=events)
+                    importer = Importer(services, created.app)
+                    return created, await importer.run(iter(rows), text=False)
+                finally:
+                    await events.close()
+
+            created, summary = asyncio.run(load())
+            app = created.app
+            click.echo(f"Created the demo app {app.name!r} with {summary.imported} events")
+            click.echo(f"  id          {app.id}")
+            click.echo(f"  app key     {app.app_key}")
+            click.echo(f"  API key     {app.api_key}")
+            click.echo(f"  API secret  {created.api_secret}    (shown only now)")
+        if store.users.get(DEMO_USER) is not None:
+            click.echo(
+                f"The demo user {DEMO_USER} exists already; give it a new password with: "
+                f"tally users password {DEMO_USER}"
+            )
+        else:
+            password = secrets.token_urlsafe(12)
+            store.users.create(DEMO_USER, password)
+            click.echo(f"Created the dashboard user {DEMO_USER} with password {password}")
+    finally:
+        store.close()
 
 
 @main.group("catalog")
@@ -635,23 +906,19 @@ def import_command(
         )
 
 
-@main.group("users")
-def users_group() -> None:
-    """One person's data (GDPR): erase it. Export it with tally export --user ID."""
-
-
-@users_group.command("forget")
+@main.command("forget")
 @app_option
 @click.argument("user")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the deletion record as JSON.")
 @data_option
 @catalog_option
-def users_forget(
+def forget_command(
     app_ref: str, user: str, yes: bool, as_json: bool, data_dir: str, catalog: str | None
 ) -> None:
-    """Delete every event and identity link of USER and every id linked to it, whatever the
-    events' time, and record the deletion."""
+    """Erase a person (GDPR): delete every event and identity link of USER and every id linked
+    to it, whatever the events' time, and record the deletion. Export it first with
+    tally export --user USER."""
     import asyncio
 
     settings = _settings(data_dir, catalog)

@@ -68,6 +68,23 @@ def prepare(settings: Settings) -> list[str]:
     return done
 
 
+def first_run_hint(settings: Settings) -> str | None:
+    """What to do when the catalog has no dashboard user yet (None once it has one)."""
+    from tally.catalog import Catalog
+
+    catalog = Catalog(settings.catalog_url)
+    try:
+        if catalog.users.count():
+            return None
+    finally:
+        catalog.close()
+    where = f"--data {settings.data_dir}" + (" --catalog URL" if settings.catalog else "")
+    return (
+        f"No dashboard user yet: create one with `tally users create EMAIL {where}`, "
+        f"or try `tally demo {where}` (a demo app and user)"
+    )
+
+
 def _dedup_window(settings: Settings) -> timedelta:
     return timedelta(days=settings.limits.dedup_window_days)
 
@@ -232,6 +249,9 @@ def serve(settings: Settings) -> None:
         f"Create an app with: tally apps create NAME --data {settings.data_dir}",
         flush=True,
     )
+    hint = first_run_hint(settings)
+    if hint is not None:
+        log.warning(hint)
     if settings.workers == 1:
         _run_single(settings, sock)
     else:

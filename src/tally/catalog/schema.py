@@ -49,6 +49,35 @@ event_aliases = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+dashboard_users = sa.Table(
+    "dashboard_users",
+    metadata,
+    sa.Column("id", sa.String(24), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+)
+"""People who log in to the dashboard; ``email`` is stored lower-cased, so it is unique whatever
+its case."""
+
+dashboard_sessions = sa.Table(
+    "dashboard_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "user_id",
+        sa.String(24),
+        sa.ForeignKey("dashboard_users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""Dashboard log-ins. Only a SHA-256 of the random session id (the cookie) is stored."""
+
 
 def _create_apps(conn: Connection) -> None:
     # Version 1 of the table, as it was first released; later columns come from migrations.
@@ -74,10 +103,16 @@ def _add_definitions(conn: Connection) -> None:
     event_aliases.create(conn)
 
 
+def _add_dashboard_users(conn: Connection) -> None:
+    dashboard_users.create(conn)
+    dashboard_sessions.create(conn)
+
+
 MIGRATIONS: list[Migration[Connection]] = [
     Migration(1, "apps with public app key and hashed API secret", _create_apps),
     Migration(2, "per-app settings document", _add_app_settings),
     Migration(
         3, "event definitions and aliases, and a version to reload them by", _add_definitions
     ),
+    Migration(4, "dashboard users and their sessions", _add_dashboard_users),
 ]

@@ -14,6 +14,7 @@ from tally.catalog.definitions_store import DefinitionStore
 from tally.catalog.models import App, AppSettings, NewApp, check_settings
 from tally.catalog.schema import MIGRATIONS, apps, schema_versions
 from tally.catalog.secrets import VerifiedSecrets, hash_secret
+from tally.catalog.users import UserStore
 from tally.migrations import pending
 
 COMPONENT = "catalog"
@@ -72,6 +73,7 @@ class Catalog:
         self.engine = _create_engine(url)
         self._secrets = VerifiedSecrets()
         self.definitions = DefinitionStore(self.engine)
+        self.users = UserStore(self.engine)
 
     # schema
 
@@ -134,6 +136,21 @@ class Catalog:
                     created_at=app.created_at,
                 )
             )
+        return NewApp(app=app, api_secret=secret)
+
+    def rotate_secret(self, app_id: str, *, app_key: bool = False) -> NewApp:
+        """Give an app a new API secret (and, with ``app_key``, a new public app key); the old
+        ones stop working at once. The new secret is returned this once (KeyError: no app)."""
+        secret = ids.new_api_secret()
+        values: dict[str, str] = {"api_secret_hash": hash_secret(secret)}
+        if app_key:
+            values["app_key"] = ids.new_app_key()
+        with self.engine.begin() as conn:
+            if not conn.execute(apps.update().where(apps.c.id == app_id).values(**values)).rowcount:
+                raise KeyError(app_id)
+        app = self.get_app(app_id)
+        if app is None:
+            raise KeyError(app_id)
         return NewApp(app=app, api_secret=secret)
 
     def update_settings(self, app_id: str, **changes: object) -> App:

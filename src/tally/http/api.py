@@ -1,8 +1,9 @@
-"""What every management and read endpoint shares: the app's Basic credentials, JSON bodies in
-and out."""
+"""What every management and read endpoint shares: the app's Basic credentials or a dashboard
+session, JSON bodies in and out."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 import msgspec
@@ -11,6 +12,7 @@ from starlette.responses import Response
 
 from tally.catalog import App
 from tally.http.auth import basic_credentials
+from tally.http.dashboard_auth import require_session, session_token
 from tally.http.errors import ApiError
 from tally.http.services import Services
 
@@ -19,13 +21,23 @@ _encoder = msgspec.json.Encoder()
 
 
 async def authenticated_app(request: Request, services: Services, app_id: str) -> App:
-    """The app named in the path, if the request's Basic credentials are that app's API key."""
-    credentials = basic_credentials(request.headers.get("authorization"))
+    """The app named in the path, if the request's Basic credentials are that app's API key, or
+    if it carries a logged-in dashboard user's session cookie (and, for unsafe methods, the
+    session's CSRF token). Every dashboard user may manage every app (no per-app roles yet)."""
+    authorization = request.headers.get("authorization")
+    if authorization is None and session_token(request) is not None:
+        await require_session(request, services)
+        app = await asyncio.to_thread(services.catalog.get_app, app_id)
+        if app is None:
+            raise ApiError(404, "not_found", f"no app with id {app_id!r}")
+        return app
+    credentials = basic_credentials(authorization)
     if credentials is None:
         raise ApiError(
             401,
             "unauthorized",
-            "send the app's API key and secret with HTTP Basic authentication",
+            "send the app's API key and secret with HTTP Basic authentication, or log in to "
+            "the dashboard",
             headers={"www-authenticate": 'Basic realm="tally"'},
         )
     app = await services.resolver.by_api_credentials(credentials.key, credentials.secret)

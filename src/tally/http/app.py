@@ -22,12 +22,14 @@ from tally.adapters.segment import segment_adapters
 from tally.adapters.synerise import synerise_adapters
 from tally.http import (
     activity,
+    apps_api,
     failed,
     live,
     manage,
     ops,
     query_api,
     read,
+    session,
     synerise_auth,
     transfer_api,
 )
@@ -41,6 +43,18 @@ from tally.http.services import Services
 from tally.sdk import PATH as TALLY_JS_PATH
 from tally.sdk import tally_js
 from tally.transfer.retention import retention_running
+
+
+def dashboard_routes() -> list[Route]:
+    """Logging in, and the apps a dashboard user manages (docs/dashboard-auth.md)."""
+    return [
+        Route(session.PATH, session.log_in, methods=["POST"]),
+        Route(session.PATH, session.current, methods=["GET"]),
+        Route(session.PATH, session.log_out, methods=["DELETE"]),
+        Route("/api/v1/apps", apps_api.list_apps, methods=["GET"]),
+        Route("/api/v1/apps", apps_api.create_app, methods=["POST"]),
+        Route("/api/v1/apps/{app_id}/rotate", apps_api.rotate_keys, methods=["POST"]),
+    ]
 
 
 def management_routes() -> list[Route]:
@@ -102,6 +116,7 @@ class TallyApp:
         self.api = Starlette(
             routes=[
                 Route("/api/v1/apps/{app_id}/events", read.list_events, methods=["GET"]),
+                *dashboard_routes(),
                 *management_routes(),
                 Route(synerise_auth.PATH, synerise_auth.login_profile, methods=["POST"]),
                 Route("/healthz", ops.healthz, methods=["GET"]),

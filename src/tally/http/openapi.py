@@ -344,6 +344,13 @@ def openapi_document() -> dict[str, Any]:
                     "scheme": "basic",
                     "description": "The app's API key as user name and API secret as password.",
                 },
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "tally_session",
+                    "description": "A dashboard user's session (POST /api/v1/session); unsafe "
+                    "methods also need the session's CSRF token in X-CSRF-Token.",
+                },
                 "segmentWriteKey": {
                     "type": "http",
                     "scheme": "basic",

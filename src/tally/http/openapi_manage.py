@@ -9,6 +9,7 @@ import msgspec
 
 from tally.catalog.definitions import EventAlias, EventDefinition
 from tally.catalog.models import AppSettings
+from tally.http.apps_api import AppList, CreateApp, NewAppView, RotateKeys
 from tally.http.failed import (
     DiscardedCounts,
     FailedEventDetail,
@@ -16,6 +17,8 @@ from tally.http.failed import (
     ReplayRequest,
 )
 from tally.http.manage import AliasTarget, DefinitionView
+from tally.http.session import PATH as SESSION_PATH
+from tally.http.session import DashboardLogin, SessionView
 from tally.http.synerise_auth import PATH as LOGIN_PATH
 from tally.http.synerise_auth import LoginRequest, LoginResponse
 from tally.query.model import (
@@ -72,6 +75,12 @@ SCHEMAS = [
     SessionsQuery,
     FunnelQuery,
     RetentionQuery,
+    DashboardLogin,
+    SessionView,
+    AppList,
+    CreateApp,
+    RotateKeys,
+    NewAppView,
 ]
 
 
@@ -138,7 +147,7 @@ def _op(
     operation: dict[str, Any] = {
         "operationId": operation_id,
         "summary": summary,
-        "security": [{"apiKey": []}],
+        "security": [{"apiKey": []}, {"session": []}],
         "parameters": [_APP_ID, *(parameters or [])],
         "responses": responses,
     }
@@ -159,6 +168,119 @@ _FAILED_FILTERS = [
     _query("replayed", "true or false."),
     _query("limit", "1 to 1000, default 100."),
 ]
+_CSRF = (
+    "Takes a dashboard session only (log in with POST /api/v1/session); with the session "
+    "cookie, send the session's CSRF token in X-CSRF-Token."
+)
+_SESSION_ONLY = [{"session": []}]
+
+
+def _session_op(
+    operation_id: str,
+    summary: str,
+    *,
+    replies: dict[str, Any],
+    description: str,
+    body: str | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+    body_required: bool = True,
+) -> dict[str, Any]:
+    responses = {
+        status: {"description": status, **(_json(schema) if schema else {})}
+        for status, schema in replies.items()
+    }
+    responses.setdefault("401", _ERROR)
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": description,
+        "security": _SESSION_ONLY,
+        "responses": responses,
+    }
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = {"required": body_required, **_json(body)}
+    return operation
+
+
+def dashboard_paths() -> dict[str, Any]:
+    """Logging in to the dashboard, and the apps a dashboard user manages."""
+    return {
+        SESSION_PATH: {
+            "post": {
+                "operationId": "logIn",
+                "summary": "Log in to the dashboard",
+                "description": "Sets the session cookie (HttpOnly, SameSite=Lax, Secure over "
+                "https) and answers the email and the session's CSRF token. Wrong email or "
+                "password: 401 invalid_login. After 5 failed logins for an email within 15 "
+                "minutes: 429 too_many_attempts with Retry-After.",
+                "security": [],
+                "requestBody": {"required": True, **_json("DashboardLogin")},
+                "responses": {
+                    "200": {
+                        "description": "Logged in.",
+                        **_json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "email": {"type": "string"},
+                                    "csrf_token": {"type": "string"},
+                                },
+                                "required": ["email", "csrf_token"],
+                            }
+                        ),
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "429": _ERROR,
+                },
+            },
+            "get": _session_op(
+                "currentSession",
+                "The logged-in dashboard user and the session's CSRF token",
+                replies={"200": "SessionView"},
+                description="401 when not logged in. Each use moves the session's expiry 14 "
+                "days ahead.",
+            ),
+            "delete": _session_op(
+                "logOut",
+                "Log out: the session ends on the server and the cookie is cleared",
+                replies={"204": None, "403": "ErrorResponse"},
+                description="Needs X-CSRF-Token while the session is live.",
+            ),
+        },
+        "/api/v1/apps": {
+            "get": _session_op(
+                "listApps",
+                "Every app (never secrets)",
+                replies={"200": "AppList"},
+                description="Takes a dashboard session only.",
+            ),
+            "post": _session_op(
+                "createApp",
+                "Create an app; its API secret is in the answer this once",
+                body="CreateApp",
+                replies={"201": "NewAppView", "400": "ErrorResponse", "403": "ErrorResponse"},
+                description=_CSRF,
+            ),
+        },
+        "/api/v1/apps/{app_id}/rotate": {
+            "post": _session_op(
+                "rotateKeys",
+                "Give an app a new API secret (and optionally a new app key)",
+                parameters=[_APP_ID],
+                body="RotateKeys",
+                body_required=False,
+                replies={"200": "NewAppView", "403": "ErrorResponse", "404": "ErrorResponse"},
+                description="The old secret (and app key) stop working at once in this worker "
+                "and within a second in the others; workspace JWTs made with the old secret "
+                "are refused too. " + _CSRF,
+            ),
+        },
+    }
+
+
 _CHANGES = "Applies at once in this worker and within a second in every other, without a restart."
 
 
@@ -169,6 +291,7 @@ def management_paths() -> dict[str, Any]:
         "additionalProperties": True,
     }
     return {
+        **dashboard_paths(),
         f"{BASE}/settings": {
             "get": _op("getSettings", "An app's rule settings", replies={"200": "SettingsView"}),
             "patch": _op(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from tally.catalog import Catalog
 from tally.http.apps import AppResolver
+from tally.http.throttle import LoginThrottle
 from tally.limits import Limits
 from tally.pipeline import DEFAULT_STEPS, Pipeline
 from tally.store.base import EventStore
@@ -17,6 +18,8 @@ class Services:
     store: EventStore
     limits: Limits = field(default_factory=Limits)
     pipeline: Pipeline = field(default_factory=lambda: Pipeline(DEFAULT_STEPS))
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    """Failed dashboard logins per email, in this process."""
     resolver: AppResolver = field(init=False)
 
     def __post_init__(self) -> None:
