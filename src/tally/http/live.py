@@ -14,29 +14,11 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from tally.http.api import authenticated_app
+from tally.http.read import event_json
 from tally.http.services import Services
 
 KEEP_ALIVE_SECONDS: Final = 15.0
 _json = msgspec.json.Encoder()
-
-
-def live_event(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "label": row["label"],
-        "time": row["time"],
-        "received_at": row["received_at"],
-        "user": row["user_id"],
-        "device": row["device_id"],
-        "session": row["session_id"],
-        "count": row["count"],
-        "sum": row["sum"],
-        "dur": row["dur"],
-        "properties": row["properties"],
-        "protocol": row["protocol"],
-        "internal": row["internal"],
-    }
 
 
 async def sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
@@ -57,7 +39,7 @@ async def sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
                 if "missed" in row:
                     yield b"event: missed\ndata: " + _json.encode(row) + b"\n\n"
                     continue
-                body = _json.encode(live_event(row))
+                body = _json.encode(event_json(row))
                 yield b"event: event\nid: " + row["id"].encode() + b"\ndata: " + body + b"\n\n"
         finally:
             next_item.cancel()

@@ -16,24 +16,11 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tally.store.columns import EVENT_COLUMN_NAMES
+
 QUEUE_SIZE: Final = 10_000
-LIVE_COLUMNS: Final = (
-    "app_id",
-    "id",
-    "name",
-    "label",
-    "time",
-    "received_at",
-    "user_id",
-    "device_id",
-    "session_id",
-    "count",
-    "sum",
-    "dur",
-    "properties",
-    "protocol",
-    "internal",
-)
+LIVE_COLUMNS: Final = EVENT_COLUMN_NAMES
+"""Every stored field, so live events have the read API's shape."""
 _json = msgspec.json.Decoder()
 
 
@@ -102,7 +89,10 @@ class LiveHub:
 
 
 def _row(row: dict[str, Any]) -> dict[str, Any]:
+    """As ``fetch_events`` gives a stored event, with times as text (they cross processes)."""
     row["properties"] = _json.decode(row["properties"]) if row["properties"] else {}
+    row["undefined_properties"] = row["undefined_properties"] or []
+    row["coerced_properties"] = row["coerced_properties"] or []
     for key in ("time", "received_at"):
         row[key] = row[key].isoformat() + "Z"
     return row
