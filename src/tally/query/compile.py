@@ -75,8 +75,14 @@ def condition(item: Filter) -> Sql:
 
 
 def bucket(period: Period, column: str = "e.time") -> Sql:
-    text, zone_uses = dialect.bucket_key(column, period.interval, period.tz.key)
+    """The bucket's start (a timestamp); group by it, then format with ``keyed``."""
+    text, zone_uses = dialect.bucket_start(column, period.interval, period.tz.key)
     return Sql(text, [period.tz.key] * zone_uses)
+
+
+def keyed(grouped: Sql, columns: str) -> Sql:
+    """``grouped`` (whose first column ``b`` is a bucket start) with ``b`` as its key text."""
+    return Sql(f"SELECT {dialect.bucket_text('b')} AS b, {columns} FROM (") + grouped + ")"
 
 
 @dataclass
@@ -118,15 +124,15 @@ def series_rows(scope: Scope, breakdown: str | None) -> Sql:
     """Per bucket (and breakdown value): occurrences, sum, dur, distinct people.
     Columns: b, v, c, s, d, u."""
     value = field_text(breakdown) if breakdown else Sql("NULL")
-    return (
-        scope.prefix()
-        + "SELECT "
+    grouped = (
+        Sql("SELECT ")
         + bucket(scope.period)
         + " AS b, "
         + value
-        + f" AS v, sum(e.count) AS c, sum(e.sum) AS s, sum(e.dur) AS d, "
+        + " AS v, sum(e.count) AS c, sum(e.sum) AS s, sum(e.dur) AS d, "
         f"count(DISTINCT {scope.actor()}) AS u" + scope.source() + " GROUP BY ALL"
     )
+    return scope.prefix() + keyed(grouped, "v, c, s, d, u")
 
 
 def distinct_people(
@@ -142,7 +148,7 @@ def distinct_people(
     select = Sql("SELECT ")
     select = select + (bucket(scope.period) if by_bucket else Sql("NULL")) + " AS b, "
     select = select + (value if exclude is None else Sql("NULL")) + " AS v, "
-    sql = scope.prefix() + select + f"count(DISTINCT {scope.actor()}) AS u" + scope.source()
+    sql = select + f"count(DISTINCT {scope.actor()}) AS u" + scope.source()
     if exclude is not None and breakdown:
         kept = [v for v in exclude if v is not None]
         not_kept = value + Sql(f" NOT IN ({', '.join('?' * len(kept))})", kept) if kept else None
@@ -154,13 +160,13 @@ def distinct_people(
             assert not_kept is not None
             clause = value + " IS NULL OR " + not_kept
         sql = sql + " AND (" + clause + ")"
-    return sql + " GROUP BY ALL"
+    return scope.prefix() + keyed(sql + " GROUP BY ALL", "v, u")
 
 
 def users_rows(scope: Scope) -> Sql:
     """Per bucket: active people (events passing the filters) and, of those, people whose first
     event ever (all events, no filters) falls in the bucket. Columns: b, active, new."""
-    first_bucket, zone_uses = dialect.bucket_key(
+    first_bucket, zone_uses = dialect.bucket_start(
         "f.first", scope.period.interval, scope.period.tz.key
     )
     sql = scope.prefix()
@@ -179,7 +185,8 @@ def users_rows(scope: Scope) -> Sql:
     )
     sql = sql + scope.source() + ") "
     sql = sql + Sql(
-        f"SELECT a.b, count(*) AS active, count(*) FILTER (WHERE {first_bucket} = a.b) AS new "
+        f"SELECT {dialect.bucket_text('a.b')} AS b, count(*) AS active, "
+        f"count(*) FILTER (WHERE {first_bucket} = a.b) AS new "
         "FROM active a JOIN firsts f USING (actor) GROUP BY a.b",
         [scope.period.tz.key] * zone_uses,
     )

@@ -12,19 +12,29 @@ def local_time(column: str) -> str:
     return f"timezone(?, timezone('UTC', {column}))"
 
 
-def bucket_key(column: str, interval: Interval, zone: str = "") -> tuple[str, int]:
-    """SQL for the bucket key of ``column`` (as ``period.Bucket.key``) and how many times the
-    zone parameter appears in it. In UTC the stored time is the local time already, which saves
-    two time-zone conversions per row."""
+def bucket_start(column: str, interval: Interval, zone: str = "") -> tuple[str, int]:
+    """SQL for the naive start of ``column``'s bucket (local for day/week/month, UTC for hours)
+    and how many times the zone parameter appears in it. In UTC the stored time is the local
+    time already, which saves two time-zone conversions per row."""
     if zone == "UTC":
-        return f"strftime(date_trunc('{interval.value}', {column}), '%Y-%m-%d %H:%M:%S')", 0
+        return f"date_trunc('{interval.value}', {column})", 0
     local = local_time(column)
     if interval is Interval.HOUR:
         # The UTC instant of the local hour's start: real hours, also in +05:30 zones and in the
         # repeated hour of a fall-back night.
-        expr = f"{column} - ({local} - date_trunc('hour', {local}))"
-        return f"strftime({expr}, '%Y-%m-%d %H:%M:%S')", 2
-    return f"strftime(date_trunc('{interval.value}', {local}), '%Y-%m-%d %H:%M:%S')", 1
+        return f"{column} - ({local} - date_trunc('hour', {local}))", 2
+    return f"date_trunc('{interval.value}', {local})", 1
+
+
+def bucket_text(start: str) -> str:
+    """A bucket start as ``period.Bucket.key`` (text crosses processes; apply it to grouped
+    rows, not to every event)."""
+    return f"strftime({start}, '%Y-%m-%d %H:%M:%S')"
+
+
+def bucket_key(column: str, interval: Interval, zone: str = "") -> tuple[str, int]:
+    start, zone_uses = bucket_start(column, interval, zone)
+    return bucket_text(start), zone_uses
 
 
 def json_path(name: str) -> str:

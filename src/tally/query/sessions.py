@@ -71,8 +71,8 @@ def sessions_sql(app_id: str, query: SessionsQuery, period: Period) -> Sql:
         "SELECT "
     )
     sql.params += [utc_text(period.start), utc_text(period.end)]
-    sql = sql + bucket(period, "x.time") + f" AS b, count(*), sum(d), {ranges} FROM x GROUP BY 1"
-    return sql
+    sql = sql + f"{dialect.bucket_text('b')} AS b, count(*), sum(d), {ranges} FROM (SELECT "
+    return sql + bucket(period, "x.time") + " AS b, d FROM x) GROUP BY ALL"
 
 
 def sessions_answer(rows: list[tuple], period: Period) -> dict[str, Any]:
