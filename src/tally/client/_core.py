@@ -590,6 +590,27 @@ class EventMethods:
     the call) and queues it; the subclass's ``_put`` says whether it was queued."""
 
     _max_event_bytes: int = SERVER_MAX_EVENT_BYTES
+    _buffer: Buffer
+
+    @property
+    def dropped(self) -> int:
+        """Events never queued: the queue was full (the newest are dropped), or it was closed."""
+        return self._buffer.dropped
+
+    @property
+    def sent(self) -> int:
+        """Events the server acknowledged (including duplicates of ones it already had)."""
+        return self._buffer.sent
+
+    @property
+    def failed(self) -> int:
+        """Events refused by the server or given up on; each was reported to ``on_error``."""
+        return self._buffer.failed
+
+    @property
+    def pending(self) -> int:
+        """Events queued or being sent."""
+        return self._buffer.enqueued - self._buffer.settled
 
     def _put(self, item: bytes) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -694,6 +715,28 @@ class Settings:
     @property
     def max_retries(self) -> int | None:
         return self.policy.max_retries
+
+    @classmethod
+    def of(
+        cls,
+        host: str,
+        *,
+        app_key: str | None,
+        api_key: str | None,
+        api_secret: str | None,
+        app_id: str | None,
+        max_retries: int | None,
+        backoff_base: float,
+        backoff_cap: float,
+        **options: Any,
+    ) -> Settings:
+        """Settings from the keyword arguments both clients take."""
+        return cls(
+            base_url=base_url(host),
+            credentials=Credentials.of(app_key, api_key, api_secret, app_id),
+            policy=Policy(max_retries, backoff_base, backoff_cap),
+            **options,
+        )
 
     def new_buffer(self) -> Buffer:
         return Buffer(self.max_queue, self.batch_size, self.max_batch_bytes)

@@ -31,15 +31,12 @@ from tally.client._core import (
     USER_AGENT,
     Answer,
     Buffer,
-    Credentials,
     Delivery,
     EventMethods,
     Failure,
-    Policy,
     Send,
     Settings,
     TallyError,
-    base_url,
     envelope,
     events_params,
     read_result,
@@ -105,14 +102,19 @@ class Tally(EventMethods):
         flush_at_exit: bool = True,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        settings = Settings(
-            base_url=base_url(host),
-            credentials=Credentials.of(app_key, api_key, api_secret, app_id),
+        settings = Settings.of(
+            host,
+            app_key=app_key,
+            api_key=api_key,
+            api_secret=api_secret,
+            app_id=app_id,
             batch_size=batch_size,
             max_batch_bytes=max_batch_bytes,
             flush_interval=flush_interval,
             max_queue=max_queue,
-            policy=Policy(max_retries, backoff_base, backoff_cap),
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
             timeout=timeout,
             close_timeout=close_timeout,
             max_event_bytes=max_event_bytes,
@@ -154,28 +156,6 @@ class Tally(EventMethods):
             headers={"User-Agent": USER_AGENT},
             transport=self._transport,
         )
-
-    # What became of the events
-
-    @property
-    def dropped(self) -> int:
-        """Events never queued: the queue was full (the newest are dropped), or it was closed."""
-        return self._buffer.dropped
-
-    @property
-    def sent(self) -> int:
-        """Events the server acknowledged (including duplicates of ones it already had)."""
-        return self._buffer.sent
-
-    @property
-    def failed(self) -> int:
-        """Events refused by the server or given up on; each was reported to ``on_error``."""
-        return self._buffer.failed
-
-    @property
-    def pending(self) -> int:
-        """Events queued or being sent."""
-        return self._buffer.enqueued - self._buffer.settled
 
     # Queueing
 
