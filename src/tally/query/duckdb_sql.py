@@ -32,11 +32,6 @@ def bucket_text(start: str) -> str:
     return f"strftime({start}, '%Y-%m-%d %H:%M:%S')"
 
 
-def bucket_key(column: str, interval: Interval, zone: str = "") -> tuple[str, int]:
-    start, zone_uses = bucket_start(column, interval, zone)
-    return bucket_text(start), zone_uses
-
-
 def json_path(name: str) -> str:
     """The JSON path of a top-level property, quoted so any name works."""
     return '$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'

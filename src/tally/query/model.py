@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 import msgspec
 
@@ -236,7 +236,3 @@ def parse_bound(name: str, text: str) -> datetime | str:
     if value.tzinfo is None:
         raise QueryError("invalid_query", f"{name}: a date-time needs its offset ({text!r})")
     return value
-
-
-def to_json(value: Any) -> bytes:
-    return msgspec.json.encode(value)

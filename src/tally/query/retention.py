@@ -48,14 +48,14 @@ def retention_sql(
     )
     zone = period.tz.key
     sql = sql + Sql(
-        f"r AS (SELECT DISTINCT c.actor, strftime({cohort}, '%Y-%m-%d %H:%M:%S') AS cohort, "
+        f"r AS (SELECT DISTINCT c.actor, {dialect.bucket_text(cohort)} AS cohort, "
         f"{dialect.periods_between(unit, cohort, returned)} AS k "
         "FROM c JOIN ev e ON e.actor = c.actor AND e.is_return AND e.time >= c.t0) ",
         [zone, zone, zone],
     )
     sql = sql + Sql(
         "SELECT cohort, k, count(*) FROM r WHERE k < ? GROUP BY ALL "
-        f"UNION ALL SELECT strftime({cohort}, '%Y-%m-%d %H:%M:%S'), -1, count(*) FROM c "
+        f"UNION ALL SELECT {dialect.bucket_text(cohort)}, -1, count(*) FROM c "
         "GROUP BY ALL",
         [query.periods, zone],
     )
