@@ -20,6 +20,7 @@ from tally.adapters.engagelab import (
 from tally.adapters.native import NativeAdapter
 from tally.adapters.segment import segment_adapters
 from tally.adapters.synerise import synerise_adapters
+from tally.dashboard.routes import dashboard_pages
 from tally.http import (
     activity,
     apps_api,
@@ -124,6 +125,7 @@ class TallyApp:
                 Route("/metrics", ops.prometheus, methods=["GET"]),
                 Route("/openapi.json", openapi, methods=["GET"]),
                 Route(TALLY_JS_PATH, tally_js, methods=["GET"]),
+                *dashboard_pages(),
             ],
             exception_handlers={HTTPException: http_exception, Exception: unexpected},
             lifespan=lifespan,

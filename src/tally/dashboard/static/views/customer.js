@@ -1,0 +1,6 @@
+// TODO view customer
+import { pageHeader } from "../dom.js";
+
+export async function render(ctx) {
+  ctx.main.append(pageHeader(`${ctx.app.name}`));
+}

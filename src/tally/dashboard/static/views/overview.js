@@ -1,0 +1,6 @@
+// Placeholder replaced below.
+import { pageHeader } from "../dom.js";
+
+export async function render(ctx) {
+  ctx.main.append(pageHeader(`${ctx.app.name}`));
+}
