@@ -338,6 +338,8 @@ def field_value(event: Event, name: str) -> Any:
         return event.device
     if name == "protocol":
         return "native"
+    if name == "event":
+        return event.name
     if name in ("browser", "os", "device_type"):
         return getattr(AGENTS[event.agent], name)
     raise KeyError(f"the oracle does not know field {name!r}")
@@ -510,7 +512,7 @@ class Oracle:
         events = [
             e
             for e in self.events
-            if e.name == spec["event"]
+            if spec["event"] in ("*", e.name)
             and period.index(e.time) is not None
             and self._passes(e, filters)
         ]

@@ -226,6 +226,11 @@ TRENDS = {
             "interval": "day",
         },
     ),
+    "any-event-compare": trends(
+        [ev("*"), ev("*", "users"), ev("purchase")],
+        {"from": "2026-03-09", "to": "2026-03-16", "tz": WARSAW},
+        compare=True,
+    ),
     "empty-period": trends(
         [
             ev("purchase"),
@@ -344,6 +349,9 @@ BREAKDOWNS = {
         [ev("purchase"), ev("page.visit", "users")],
         SPRING_WEEKS,
         breakdown={"field": "browser", "limit": 2},
+    ),
+    "any-event-by-event": trends(
+        [ev("*"), ev("*", "users")], SPRING_DAYS, breakdown={"field": "event", "limit": 2}
     ),
     "user-top-5": trends([ev("purchase")], YEAR_MONTHS, breakdown={"field": "user", "limit": 5}),
     "newsletter-boolean": trends(

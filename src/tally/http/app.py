@@ -24,6 +24,7 @@ from tally.dashboard.routes import dashboard_pages
 from tally.http import (
     activity,
     apps_api,
+    customers,
     failed,
     live,
     manage,
@@ -77,6 +78,8 @@ def management_routes() -> list[Route]:
         Route(f"{base}/query", query_api.run_query, methods=["POST"]),
         Route(f"{base}/live", live.live, methods=["GET"]),
         Route(f"{base}/users/{{user:path}}/activity", activity.user_activity, methods=["GET"]),
+        Route(f"{base}/customers", customers.search_customers, methods=["GET"]),
+        Route(f"{base}/customers/{{customer:path}}", customers.customer_profile, methods=["GET"]),
         Route(f"{base}/export", transfer_api.export_events, methods=["GET"]),
         Route(f"{base}/users/{{user:path}}/events", transfer_api.user_events, methods=["GET"]),
         Route(f"{base}/users/{{user:path}}", transfer_api.forget_user, methods=["DELETE"]),

@@ -225,6 +225,71 @@ def engagelab(operation: str, summary: str, body: str) -> dict[str, Any]:
     }
 
 
+def dashboard_page_paths() -> dict[str, Any]:
+    """The web dashboard's pages and files (docs/dashboard.md)."""
+    html = {
+        "200": {
+            "description": "The dashboard page; its router shows the screen the URL names.",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+        "303": {"description": "No dashboard session: to /login?next=<this page>."},
+    }
+
+    def page(operation_id: str, summary: str, parameters: list[Any] | None = None) -> Any:
+        return {
+            "get": {
+                "operationId": operation_id,
+                "summary": summary,
+                "tags": ["dashboard"],
+                **({"parameters": parameters} if parameters else {}),
+                "responses": html,
+            }
+        }
+
+    def path_parameter(name: str, description: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": description,
+        }
+
+    script = {"content": {"text/javascript": {"schema": {"type": "string"}}}}
+    return {
+        "/": page("dashboardHome", "The dashboard (the app, or the list of apps)"),
+        "/login": page("dashboardLogin", "The dashboard's login form"),
+        "/apps": page("dashboardApps", "The dashboard's list of apps"),
+        "/apps/{rest}": page(
+            "dashboardAppPage",
+            "A screen of one app in the dashboard",
+            [path_parameter("rest", "The app id and the screen, e.g. APP_ID/trends.")],
+        ),
+        "/dashboard/vendor/plotly.min.js": {
+            "get": {
+                "operationId": "dashboardCharts",
+                "summary": "plotly.js, from the installed plotly package",
+                "tags": ["dashboard"],
+                "responses": {
+                    "200": {"description": "The library; gzipped when allowed.", **script}
+                },
+            }
+        },
+        "/dashboard/{path}": {
+            "get": {
+                "operationId": "dashboardFile",
+                "summary": "The dashboard's own scripts, styles and icon",
+                "tags": ["dashboard"],
+                "parameters": [path_parameter("path", "A file of the dashboard, e.g. app.js.")],
+                "responses": {
+                    "200": {"description": "The file (ETag; revalidated on each use)."},
+                    "404": {"description": "No such file."},
+                },
+            }
+        },
+    }
+
+
 def synerise(path: str) -> dict[str, Any]:
     """A Synerise v4 endpoint: 202 with no body on success; Synerise's error body otherwise."""
     error = {
@@ -544,6 +609,7 @@ def openapi_document() -> dict[str, Any]:
             },
             **management_paths(),
             **transfer_paths(),
+            **dashboard_page_paths(),
             "/sdk/tally.js": {
                 "get": {
                     "operationId": "trackerScript",

@@ -425,6 +425,33 @@ def management_paths() -> dict[str, Any]:
                 "definitions' label templates where the event has none.",
             ),
         },
+        f"{BASE}/customers": {
+            "get": _op(
+                "searchCustomers",
+                "Customers whose user or device id contains a text, most recently seen first",
+                parameters=[
+                    _query("search", "Part of a user or device id, any case; empty: everyone."),
+                    _query("limit", "1 to 500, default 50."),
+                ],
+                replies={"200": {"type": "object"}},
+                description="`{customers: [{id, kind: user|device, events, first_seen, "
+                "last_seen}]}`.",
+            ),
+        },
+        f"{BASE}/customers/{{customer}}": {
+            "get": _op(
+                "customerProfile",
+                "One customer's profile across their linked ids",
+                parameters=[_path("customer", "A user id or device id.")],
+                replies={"200": {"type": "object"}},
+                description="`{id, linked_ids, events, first_seen, last_seen, properties, "
+                "devices: [{device, events, first_seen, last_seen, os, browser, device_type, "
+                "sdk_name, country_code, city, locale}], top_events: [{name, events, "
+                "last_seen}]}`; properties merge the customer's user.details, "
+                "identity.identify, user.set and user.increase events. 404 not_found when the "
+                "id has no events.",
+            ),
+        },
         f"{BASE}/live": {
             "get": {
                 **_op(

@@ -55,6 +55,31 @@ def contains(text_sql: str) -> str:
     return f"contains({text_sql}, ?)"
 
 
+def latest(column: str, by: str = "e.time") -> str:
+    """The value of ``column`` on the row with the largest ``by`` (rows where it is set)."""
+    return f"arg_max({column}, {by})"
+
+
+def contains_ignore_case(text_sql: str) -> str:
+    return f"contains(lower({text_sql}), lower(?))"
+
+
+PERSON_IDS_CTE = """
+edges AS (
+    SELECT from_id AS a, to_id AS b FROM identity_links WHERE app_id = ?
+    UNION ALL
+    SELECT to_id, from_id FROM identity_links WHERE app_id = ?
+),
+person(id) AS (
+    SELECT ?
+    UNION
+    SELECT edges.b FROM edges JOIN person ON edges.a = person.id
+)
+"""
+"""One person's ids: the given id and every id linked to it, directly or through others. Takes the
+app id twice, then the id. Needs ``WITH RECURSIVE``."""
+
+
 PERSONS_CTE = """
 edges AS (
     SELECT from_id AS a, to_id AS b FROM identity_links WHERE app_id = ?

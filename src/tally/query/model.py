@@ -12,7 +12,10 @@ from typing import Annotated, Final
 
 import msgspec
 
+ANY_EVENT: Final = "*"
+"""A trends series over every event of the app (``{"event": "*"}``)."""
 COLUMN_FIELDS: Final = {
+    "event": "name",
     "user": "user_id",
     "device": "device_id",
     "session": "session_id",

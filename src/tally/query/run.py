@@ -11,6 +11,7 @@ from tally.pipeline.app_rules import AppRules
 from tally.query.compile import Scope, Sql, distinct_people, series_rows, users_rows
 from tally.query.funnel import funnel_answer, funnel_sql
 from tally.query.model import (
+    ANY_EVENT,
     FunnelQuery,
     Interval,
     Measure,
@@ -74,11 +75,19 @@ class Runner:
 
     # trends
 
-    def _names(self, spec: SeriesSpec) -> list[str]:
+    def _names(self, spec: SeriesSpec) -> list[str] | None:
+        """The stored names a series counts: the event and its aliases; None for any event."""
+        if spec.event == ANY_EVENT:
+            return None
         return self.rules.same_event(spec.event)
 
     async def trends(self, query: TrendsQuery) -> dict[str, Any]:
-        names = sorted({n for spec in query.events for n in self._names(spec)})
+        per_series = [self._names(spec) for spec in query.events]
+        names = (
+            None
+            if any(found is None for found in per_series)
+            else sorted({n for found in per_series if found is not None for n in found})
+        )
         check_fields(query, self.rules, names)
         period = Period.of(query.from_, query.to, query.tz, query.interval)
         answer: dict[str, Any] = {"series": [], **({"previous": []} if query.compare else {})}

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from tally.ids import uuid7
 from tally.migrations import pending
 from tally.model import LINK_EVENT, LINK_PREVIOUS
+from tally.query.duckdb_sql import PERSON_IDS_CTE
 from tally.sink import AppendBatch, AppendResult
 from tally.store.base import EXPORT_COLUMNS, Deletion, ExportQuery
 from tally.store.columns import EVENT_COLUMN_NAMES, FAILED_COLUMNS, events_table, failed_table
@@ -58,19 +59,7 @@ GROUP BY app_id, from_id, to_id
 """
 
 
-_PERSON_CTE = """
-WITH RECURSIVE
-edges AS (
-    SELECT from_id AS a, to_id AS b FROM identity_links WHERE app_id = ?
-    UNION ALL
-    SELECT to_id, from_id FROM identity_links WHERE app_id = ?
-),
-person(id) AS (
-    SELECT ?
-    UNION
-    SELECT edges.b FROM edges JOIN person ON edges.a = person.id
-)
-"""
+_PERSON_CTE = "WITH RECURSIVE " + PERSON_IDS_CTE
 
 
 _DISCARD_SQL = """

@@ -1,0 +1,102 @@
+"""Customers, for the dashboard and the API (docs/api.md#customers).
+
+``GET /api/v1/apps/{app_id}/customers?search=&limit=``  customers whose id contains the text
+``GET /api/v1/apps/{app_id}/customers/{customer}``      one customer's profile
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tally.http.api import authenticated_app, json_response
+from tally.http.errors import ApiError
+from tally.http.services import Services
+from tally.query.compile import Sql
+from tally.query.customers import (
+    PROFILE_EVENTS,
+    device_rows,
+    devices_sql,
+    linked_ids_sql,
+    merge_properties,
+    search_sql,
+    summary_sql,
+    top_events_sql,
+    utc,
+)
+from tally.store.query import EventQuery
+
+DEFAULT_LIMIT: Final = 50
+MAX_LIMIT: Final = 500
+MAX_SEARCH: Final = 200
+PROFILE_EVENT_LIMIT: Final = 1000
+"""The newest profile events merged into a customer's properties."""
+
+
+async def _rows(services: Services, sql: Sql) -> list[tuple]:
+    return await services.store.run_sql(sql.text, sql.params)
+
+
+def _limit(request: Request) -> int:
+    text = request.query_params.get("limit", str(DEFAULT_LIMIT))
+    try:
+        limit = int(text)
+    except ValueError:
+        message = f"limit must be a whole number, got {text!r}"
+        raise ApiError(400, "invalid_parameter", message) from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+async def search_customers(request: Request) -> Response:
+    services: Services = request.app.state.services
+    app = await authenticated_app(request, services, request.path_params["app_id"])
+    text = request.query_params.get("search", "").strip()
+    if len(text) > MAX_SEARCH:
+        raise ApiError(400, "invalid_parameter", f"search is at most {MAX_SEARCH} characters")
+    rows = await _rows(services, search_sql(app.id, text or None, _limit(request)))
+    customers = [
+        {
+            "id": customer,
+            "kind": "user" if is_user else "device",
+            "events": events,
+            "first_seen": utc(first),
+            "last_seen": utc(last),
+        }
+        for customer, is_user, events, first, last in rows
+    ]
+    return json_response({"customers": customers})
+
+
+async def customer_profile(request: Request) -> Response:
+    services: Services = request.app.state.services
+    app = await authenticated_app(request, services, request.path_params["app_id"])
+    customer = request.path_params["customer"]
+    [(events, first, last)] = await _rows(services, summary_sql(app.id, customer))
+    if not events:
+        raise ApiError(404, "not_found", f"no events of a customer {customer!r}")
+    linked = [row[0] for row in await _rows(services, linked_ids_sql(app.id, customer))]
+    devices = device_rows(await _rows(services, devices_sql(app.id, customer)))
+    top = [
+        {"name": name, "events": count, "last_seen": utc(seen)}
+        for name, count, seen in await _rows(services, top_events_sql(app.id, customer))
+    ]
+    profile_events = await services.store.fetch_events(
+        EventQuery(
+            app_id=app.id, user=customer, names=list(PROFILE_EVENTS), limit=PROFILE_EVENT_LIMIT
+        )
+    )
+    profile: dict[str, Any] = {
+        "id": customer,
+        "linked_ids": [i for i in linked if i != customer],
+        "events": events,
+        "first_seen": utc(first),
+        "last_seen": utc(last),
+        "properties": merge_properties(reversed(profile_events)),
+        "devices": devices,
+        "top_events": top,
+    }
+    return json_response(profile)
