@@ -533,9 +533,6 @@ class Oracle:
             limit = breakdown.get("limit", 10)
             chosen = (ordered[:limit], len(ordered) > limit)
         keys, has_other = chosen
-        if not has_other:
-            left_out = set(groups) - set(keys)
-            assert not left_out, f"ambiguous: previous-period values {left_out} with no other"
         out = []
         for key in keys:
             series = self._series(spec, groups.get(key, []), period)

@@ -95,7 +95,10 @@ class Runner:
             series, top = await self._series(query, spec, period, None)
             answer["series"] += series
             if query.compare:
-                previous, _ = await self._series(query, spec, period.previous(), top)
+                had_other = any(one["other"] for one in series)
+                previous, _ = await self._series(
+                    query, spec, period.previous(), top, with_other=had_other
+                )
                 answer["previous"] += previous
         return answer
 
@@ -105,8 +108,12 @@ class Runner:
         spec: SeriesSpec,
         period: Period,
         fixed_top: list[str | None] | None,
+        *,
+        with_other: bool = False,
     ) -> tuple[list[dict[str, Any]], list[str | None]]:
-        """The series of one ``events`` entry, and the breakdown values it kept."""
+        """The series of one ``events`` entry, and the breakdown values it kept. With
+        ``fixed_top`` (the previous period of a comparison) the series are exactly those of the
+        main period: its values, and an ``other`` series if and only if ``with_other``."""
         measure = spec.measure
         scope = Scope(
             app_id=self.rules.app_id,
@@ -146,7 +153,7 @@ class Runner:
             top = ordered[: query.breakdown.limit]
         out = [self._one(spec, v, False, buckets, cells.get(v, {}), total_of(v)) for v in top]
         rest = [v for v in values if v not in top]
-        if field is not None and rest:
+        if field is not None and (with_other if fixed_top is not None else rest):
             out.append(await self._other(spec, scope, field, top, rest, buckets, cells))
         return out, top
 
