@@ -477,6 +477,26 @@ BROWSER_TIMEOUT_MS = 15_000
 
 
 @contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (``./scripts/test`` installs it)."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: ./scripts/test installs Debian's chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            timeout=BROWSER_TIMEOUT_MS,
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@contextlib.contextmanager
 def module_server(
     tmp_path_factory: pytest.TempPathFactory, name: str
 ) -> Iterator[tuple[Server, App]]:

@@ -29,8 +29,12 @@ async def test_search_and_profile(client: httpx.AsyncClient, new_app: NewApp) ->
         [
             {"name": "page.visit", "time": "2026-03-01T10:00:00Z", "device": "phone-1"},
             {"name": "signup", "time": "2026-03-01T10:05:00Z", "device": "phone-1", "user": "Ann"},
-            {"name": "identity.identify", "time": "2026-03-01T10:06:00Z", "user": "Ann",
-             "properties": {"plan": "free", "visits": 1}},
+            {
+                "name": "identity.identify",
+                "time": "2026-03-01T10:06:00Z",
+                "user": "Ann",
+                "properties": {"plan": "free", "visits": 1},
+            },
         ],
         **{"user-agent": CHROME_ON_MAC},
     )
@@ -38,14 +42,30 @@ async def test_search_and_profile(client: httpx.AsyncClient, new_app: NewApp) ->
         client,
         new_app,
         [
-            {"name": "purchase", "time": "2026-03-02T09:00:00Z", "device": "laptop-2",
-             "user": "Ann"},
-            {"name": "purchase", "time": "2026-03-03T09:00:00Z", "device": "laptop-2",
-             "user": "Ann"},
-            {"name": "identity.identify", "time": "2026-03-03T09:01:00Z", "user": "Ann",
-             "properties": {"plan": "pro"}},
-            {"name": "user.increase", "time": "2026-03-03T09:02:00Z", "user": "Ann",
-             "properties": {"visits": 2}},
+            {
+                "name": "purchase",
+                "time": "2026-03-02T09:00:00Z",
+                "device": "laptop-2",
+                "user": "Ann",
+            },
+            {
+                "name": "purchase",
+                "time": "2026-03-03T09:00:00Z",
+                "device": "laptop-2",
+                "user": "Ann",
+            },
+            {
+                "name": "identity.identify",
+                "time": "2026-03-03T09:01:00Z",
+                "user": "Ann",
+                "properties": {"plan": "pro"},
+            },
+            {
+                "name": "user.increase",
+                "time": "2026-03-03T09:02:00Z",
+                "user": "Ann",
+                "properties": {"visits": 2},
+            },
             {"name": "page.visit", "time": "2026-03-04T09:00:00Z", "device": "tablet-annie"},
             {"name": "page.visit", "time": "2026-03-05T09:00:00Z", "user": "bob"},
         ],

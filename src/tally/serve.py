@@ -246,7 +246,8 @@ def serve(settings: Settings) -> None:
         flush=True,
     )
     print(
-        f"Create an app with: tally apps create NAME --data {settings.data_dir}",
+        f"Dashboard: http://{host}:{port}/ (create apps there, or with "
+        f"`tally apps create NAME --data {settings.data_dir}`)",
         flush=True,
     )
     hint = first_run_hint(settings)

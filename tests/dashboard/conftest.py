@@ -19,10 +19,9 @@ from dashboard_helpers import PASSWORD, USER_EMAIL, Dashboard
 
 from support import (
     BROWSER_TIMEOUT_MS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     ServerFactory,
     _server_env,
+    chromium,
     create_app,
 )
 
@@ -73,21 +72,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: ./scripts/test installs Debian's chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            timeout=BROWSER_TIMEOUT_MS,
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

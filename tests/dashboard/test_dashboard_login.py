@@ -57,3 +57,19 @@ def test_pages_carry_a_content_security_policy(dashboard: Dashboard) -> None:
     )
     assert plotly.status_code == 200 and plotly.headers["content-encoding"] == "gzip"
     assert b"plotly" in plotly.content[:2000].lower()
+
+
+def test_keyboard_only_navigation(page: Any, dashboard: Dashboard) -> None:
+    """The skip link comes first; sections open with Enter; focus lands on the new heading."""
+    page.goto(f"/apps/{dashboard.app.id}")
+    page.get_by_role("heading", name="Shop: overview").wait_for()
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    assert skip.evaluate("link => link === document.activeElement")
+    page.get_by_role("link", name="Customers").focus()
+    page.keyboard.press("Enter")
+    heading = page.get_by_role("heading", name="Customers", exact=True)
+    heading.wait_for()
+    page.wait_for_function("document.activeElement && document.activeElement.tagName === 'H1'")
+    assert page.title() == "Customers · Shop · Tally"
+    assert page.get_by_role("link", name="Customers").get_attribute("aria-current") == "page"

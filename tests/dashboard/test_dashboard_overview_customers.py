@@ -22,15 +22,25 @@ def history(dashboard: Dashboard) -> None:
     dashboard.send(
         [
             {"name": "page.visit", "user": "ann", "device": "ann-phone", "time": at(0)},
-            {"name": "purchase", "user": "ann", "device": "ann-phone", "time": at(0),
-             "label": "Bought a lamp", "properties": {"item": "lamp"}},
+            {
+                "name": "purchase",
+                "user": "ann",
+                "device": "ann-phone",
+                "time": at(0),
+                "label": "Bought a lamp",
+                "properties": {"item": "lamp"},
+            },
             {"name": "page.visit", "device": "visitor-9", "time": at(0)},
             *[
                 {"name": "page.visit", "user": "bob", "device": "bob-laptop", "time": at(10, i)}
                 for i in range(4)
             ],
-            {"name": "identity.identify", "user": "ann", "time": at(0),
-             "properties": {"plan": "pro", "email": "ann@example.com"}},
+            {
+                "name": "identity.identify",
+                "user": "ann",
+                "time": at(0),
+                "properties": {"plan": "pro", "email": "ann@example.com"},
+            },
         ]
     )
 

@@ -15,13 +15,11 @@ from typing import Any
 import pytest
 
 from support import (
-    BROWSER_TIMEOUT_MS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SDK_TEST_WORKERS,
     App,
     Server,
     ServerFactory,
+    chromium,
     create_app,
 )
 
@@ -48,18 +46,5 @@ def tally(servers: ServerFactory, data_dir: Path, app: App) -> Server:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium, headless, driven by Playwright; one per test module."""
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: ./scripts/test installs Debian's chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            timeout=BROWSER_TIMEOUT_MS,
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched

@@ -16,6 +16,7 @@ from starlette.responses import StreamingResponse
 from tally.http.api import authenticated_app
 from tally.http.read import event_json
 from tally.http.services import Services
+from tally.store.live import SUBSCRIBED
 
 KEEP_ALIVE_SECONDS: Final = 15.0
 _json = msgspec.json.Encoder()
@@ -23,7 +24,8 @@ _json = msgspec.json.Encoder()
 
 async def sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     """Server-Sent Events: ``event: event`` per stored event, ``event: missed`` when the
-    subscriber fell behind, and a comment every 15 s so proxies keep the connection open."""
+    subscriber fell behind, and a comment every 15 s so proxies keep the connection open.
+    ``events`` is a subscription whose first item (``subscribed``) was already taken."""
     yield b": connected\n\n"
     async with contextlib.aclosing(events):
         iterator = aiter(events)
@@ -51,8 +53,13 @@ async def live(request: Request) -> StreamingResponse:
     services: Services = request.app.state.services
     app = await authenticated_app(request, services, request.path_params["app_id"])
     names = request.query_params.getlist("name") or None
+    subscription = services.store.subscribe(app.id, names)
+    # The answer starts (and a browser's EventSource opens) only once the subscription is
+    # registered, so a client misses nothing committed after it is open.
+    first = await anext(subscription)
+    assert SUBSCRIBED in first, first
     return StreamingResponse(
-        sse(services.store.subscribe(app.id, names)),
+        sse(subscription),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )

@@ -18,7 +18,7 @@ from tally.adapters.segment import (
     SegmentSuccess,
 )
 from tally.adapters.synerise import synerise_adapters
-from tally.http.openapi_manage import SCHEMAS, management_paths
+from tally.http.openapi_manage import SCHEMAS, management_paths, path_parameter
 from tally.http.openapi_transfer import transfer_paths
 from tally.model import DropReason
 
@@ -244,15 +244,6 @@ def dashboard_page_paths() -> dict[str, Any]:
                 **({"parameters": parameters} if parameters else {}),
                 "responses": html,
             }
-        }
-
-    def path_parameter(name: str, description: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string"},
-            "description": description,
         }
 
     script = {"content": {"text/javascript": {"schema": {"type": "string"}}}}

@@ -116,7 +116,7 @@ def _query(name: str, description: str) -> dict[str, Any]:
     }
 
 
-def _path(name: str, description: str) -> dict[str, Any]:
+def path_parameter(name: str, description: str) -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
@@ -158,8 +158,8 @@ def _op(
     return operation
 
 
-_NAME = _path("name", "The event's name.")
-_ALIAS = _path("alias", "The old name.")
+_NAME = path_parameter("name", "The event's name.")
+_ALIAS = path_parameter("alias", "The old name.")
 _FAILED_FILTERS = [
     _query("reason", "A drop reason (see the info section)."),
     _query("name", "The event name."),
@@ -365,7 +365,7 @@ def management_paths() -> dict[str, Any]:
             "get": _op(
                 "getFailedEvent",
                 "One failed event with its payload",
-                parameters=[_path("failed_id", "The failed event's id.")],
+                parameters=[path_parameter("failed_id", "The failed event's id.")],
                 replies={"200": "FailedEventDetail"},
             ),
         },
@@ -416,7 +416,7 @@ def management_paths() -> dict[str, Any]:
                 "userActivity",
                 "One customer's events, newest first, across their linked devices",
                 parameters=[
-                    _path("user", "A customer id or device id."),
+                    path_parameter("user", "A customer id or device id."),
                     _query("limit", "1 to 500, default 50."),
                     _query("cursor", "next_cursor of the previous page."),
                 ],
@@ -442,7 +442,7 @@ def management_paths() -> dict[str, Any]:
             "get": _op(
                 "customerProfile",
                 "One customer's profile across their linked ids",
-                parameters=[_path("customer", "A user id or device id.")],
+                parameters=[path_parameter("customer", "A user id or device id.")],
                 replies={"200": {"type": "object"}},
                 description="`{id, linked_ids, events, first_seen, last_seen, properties, "
                 "devices: [{device, events, first_seen, last_seen, os, browser, device_type, "

@@ -19,6 +19,8 @@ import pyarrow.compute as pc
 from tally.store.columns import EVENT_COLUMN_NAMES
 
 QUEUE_SIZE: Final = 10_000
+SUBSCRIBED: Final = "subscribed"
+"""Key of the first item of every subscription: from then on, no committed event is missed."""
 LIVE_COLUMNS: Final = EVENT_COLUMN_NAMES
 """Every stored field, so live events have the read API's shape."""
 _json = msgspec.json.Decoder()
@@ -71,12 +73,14 @@ class LiveHub:
     async def subscribe(
         self, app_id: str, names: Sequence[str] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """Events of this app (with these names) committed from now on; ``{"missed": n}``
-        items say how many were lost by falling behind."""
+        """Events of this app (with these names) committed from now on: first
+        ``{"subscribed": True}`` once registered, then the events; ``{"missed": n}`` items say
+        how many were lost by falling behind."""
         subscription = Subscription(app_id, names, asyncio.get_running_loop())
         with self._lock:
             self._subscriptions.add(subscription)
         try:
+            yield {SUBSCRIBED: True}
             while True:
                 row = await subscription.queue.get()
                 if subscription.missed:
