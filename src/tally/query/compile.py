@@ -120,17 +120,33 @@ class Scope:
         return sql
 
 
-def series_rows(scope: Scope, breakdown: str | None) -> Sql:
-    """Per bucket (and breakdown value): occurrences, sum, dur, distinct people.
-    Columns: b, v, c, s, d, u."""
+SERIES_AGGREGATES = {
+    "c": "sum(e.count)",
+    "s": "sum(e.sum)",
+    "d": "sum(e.dur)",
+    "u": "count(DISTINCT {actor})",
+}
+"""The columns ``series_rows`` may compute; the others are answered as NULL."""
+
+
+def series_rows(scope: Scope, breakdown: str | None, columns: Sequence[str]) -> Sql:
+    """Per bucket (and breakdown value): occurrences, sum, dur, distinct people, computing only
+    ``columns`` (a subset of ``c s d u``: counting distinct people costs far more than sums, so
+    a measure asks for what it needs). Columns: b, v, c, s, d, u."""
     value = field_text(breakdown) if breakdown else Sql("NULL")
+    computed = ", ".join(
+        f"{SERIES_AGGREGATES[name].format(actor=scope.actor()) if name in columns else 'NULL'}"
+        f" AS {name}"
+        for name in SERIES_AGGREGATES
+    )
     grouped = (
         Sql("SELECT ")
         + bucket(scope.period)
         + " AS b, "
         + value
-        + " AS v, sum(e.count) AS c, sum(e.sum) AS s, sum(e.dur) AS d, "
-        f"count(DISTINCT {scope.actor()}) AS u" + scope.source() + " GROUP BY ALL"
+        + f" AS v, {computed}"
+        + scope.source()
+        + " GROUP BY ALL"
     )
     return scope.prefix() + keyed(grouped, "v, c, s, d, u")
 

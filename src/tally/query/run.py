@@ -124,7 +124,7 @@ class Runner:
         )
         field = query.breakdown.field if query.breakdown else None
         cells: dict[Any, dict[str, tuple]] = defaultdict(dict)
-        for b, v, c, s, d, u in await self._rows(series_rows(scope, field)):
+        for b, v, c, s, d, u in await self._rows(series_rows(scope, field, _COLUMNS[measure])):
             cells[v][b] = (c or 0, s or 0.0, d or 0.0, u or 0)
         buckets = period.buckets()
         people: dict[Any, int] = {}
@@ -249,6 +249,17 @@ class Runner:
         period = retention_period(query)
         rows = await self._rows(retention_sql(self.rules.app_id, query, period, start, back))
         return retention_answer(query, period, rows)
+
+
+_COLUMNS: dict[Measure, str] = {
+    Measure.COUNT: "c",
+    Measure.SUM: "s",
+    Measure.DUR: "d",
+    Measure.AVG_SUM: "cs",
+    Measure.AVG_DUR: "cd",
+    Measure.USERS: "u",
+}
+"""What each measure needs of ``series_rows``; a breakdown ranks averages by count (``c``)."""
 
 
 def _value(measure: Measure, cell: tuple | None) -> float | int | None:
