@@ -55,6 +55,10 @@ def contains(text_sql: str) -> str:
     return f"contains({text_sql}, ?)"
 
 
+MATERIALIZED = "MATERIALIZED "
+"""Marks a common table expression to be computed once however often the query reads it."""
+
+
 def latest(column: str, by: str = "e.time") -> str:
     """The value of ``column`` on the row with the largest ``by`` (rows where it is set)."""
     return f"arg_max({column}, {by})"

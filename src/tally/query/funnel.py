@@ -28,7 +28,9 @@ def funnel_sql(app_id: str, query: FunnelQuery, period: Period, names: list[list
     every = sorted({n for step in names for n in step})
     scope = Scope(app_id, wide, every, query.filters, persons=True)
     value = field_text(query.breakdown.field) if query.breakdown else Sql("NULL")
-    sql = scope.prefix() + ", ev AS (SELECT " + scope.actor() + " AS actor, e.time, "
+    # ev is read once per step: computing it once beats re-scanning the events for each
+    sql = scope.prefix() + f", ev AS {dialect.MATERIALIZED}(SELECT " + scope.actor()
+    sql = sql + " AS actor, e.time, "
     sql = sql + value + " AS v"
     for i, (step, step_names) in enumerate(zip(query.steps, names, strict=True)):
         marks = ", ".join("?" * len(step_names))
@@ -37,8 +39,10 @@ def funnel_sql(app_id: str, query: FunnelQuery, period: Period, names: list[list
             flag = flag + " AND " + condition(item)
         sql = sql + ", " + flag + f") AS s{i}"
     sql = sql + scope.source() + "), "
+    # the breakdown value at entry (an ordered aggregate: only when there is a breakdown)
+    entry_value = "first(v ORDER BY time)" if query.breakdown else "NULL"
     sql = sql + Sql(
-        "f0 AS (SELECT actor, min(time) AS t, first(v ORDER BY time) AS v, min(time) AS t0 FROM ev "
+        f"f0 AS (SELECT actor, min(time) AS t, {entry_value} AS v, min(time) AS t0 FROM ev "
         "WHERE s0 AND time < CAST(? AS TIMESTAMP) GROUP BY actor)",
         [utc_text(period.end)],
     )
