@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dashboard_helpers import PASSWORD, USER_EMAIL, Dashboard, screenshot
+from playwright.sync_api import expect
 
 
 def test_log_in_with_the_form_then_log_out(
@@ -65,11 +66,11 @@ def test_keyboard_only_navigation(page: Any, dashboard: Dashboard) -> None:
     page.get_by_role("heading", name="Shop: overview").wait_for()
     page.keyboard.press("Tab")
     skip = page.get_by_role("link", name="Skip to content")
-    assert skip.evaluate("link => link === document.activeElement")
+    expect(skip).to_be_focused()
     page.get_by_role("link", name="Customers").focus()
     page.keyboard.press("Enter")
     heading = page.get_by_role("heading", name="Customers", exact=True)
     heading.wait_for()
-    page.wait_for_function("document.activeElement && document.activeElement.tagName === 'H1'")
+    expect(heading).to_be_focused()
     assert page.title() == "Customers · Shop · Tally"
     assert page.get_by_role("link", name="Customers").get_attribute("aria-current") == "page"

@@ -48,6 +48,7 @@ function match(pathname) {
 }
 
 export function navigate(href, { replace = false } = {}) {
+  state.focusOnRender = true;
   if (replace) history.replaceState(null, "", href);
   else history.pushState(null, "", href);
   render();
@@ -237,7 +238,6 @@ async function render() {
       const heading = main.querySelector("h1");
       document.title = heading ? `${heading.textContent} · ${app ? `${app.name} · ` : ""}Tally` : "Tally";
       if (heading && state.focusOnRender) heading.focus();
-      state.focusOnRender = true;
       if (heading) announce(heading.textContent);
     }
   }
@@ -255,7 +255,10 @@ document.addEventListener("click", (event) => {
   navigate(url.pathname + url.search);
 });
 
-window.addEventListener("popstate", () => render());
+window.addEventListener("popstate", () => {
+  state.focusOnRender = true;
+  render();
+});
 
 whenUnauthorized(() => {
   state.session = null;
@@ -265,5 +268,7 @@ whenUnauthorized(() => {
   }
 });
 
-state.focusOnRender = false; // the first page keeps the browser's own focus (skip link first)
+// The first page keeps the browser's own focus (the skip link comes first); after a navigation
+// the focus moves to the new screen's heading.
+state.focusOnRender = false;
 render();
