@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tally.catalog.definitions import render_label
-from tally.http.api import authenticated_app, json_response
+from tally.http.api import authenticated_app, json_response, limit_param
 from tally.http.errors import ApiError
 from tally.http.read import event_json
 from tally.http.services import Services
@@ -39,12 +39,7 @@ async def user_activity(request: Request) -> Response:
     services: Services = request.app.state.services
     app = await authenticated_app(request, services, request.path_params["app_id"])
     params = request.query_params
-    try:
-        limit = int(params.get("limit", DEFAULT_PAGE))
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", "limit must be a whole number") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_PAGE}")
+    limit = limit_param(params.get("limit"), DEFAULT_PAGE, MAX_PAGE)
     before = decode_cursor(params["cursor"]) if params.get("cursor") else None
     rows = await services.store.fetch_events(
         EventQuery(app_id=app.id, user=request.path_params["user"], before=before, limit=limit + 1)

@@ -65,3 +65,16 @@ def decode_body(body: bytes, type_: type[T]) -> T:
         raise ApiError(400, "invalid_body", f"invalid request body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+
+
+def limit_param(text: str | None, default: int, most: int) -> int:
+    """A ``limit`` parameter: a whole number from 1 to ``most`` (``default`` when absent)."""
+    try:
+        limit = int(text) if text else default
+    except ValueError:
+        raise ApiError(
+            400, "invalid_parameter", f"limit must be a whole number, got {text!r}"
+        ) from None
+    if not 1 <= limit <= most:
+        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {most}")
+    return limit

@@ -11,7 +11,7 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tally.http.api import authenticated_app, json_response
+from tally.http.api import authenticated_app, json_response, limit_param
 from tally.http.errors import ApiError
 from tally.http.services import Services
 from tally.query.compile import Sql
@@ -39,25 +39,20 @@ async def _rows(services: Services, sql: Sql) -> list[tuple]:
     return await services.store.run_sql(sql.text, sql.params)
 
 
-def _limit(request: Request) -> int:
-    text = request.query_params.get("limit", str(DEFAULT_LIMIT))
-    try:
-        limit = int(text)
-    except ValueError:
-        message = f"limit must be a whole number, got {text!r}"
-        raise ApiError(400, "invalid_parameter", message) from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
-    return limit
-
-
 async def search_customers(request: Request) -> Response:
     services: Services = request.app.state.services
     app = await authenticated_app(request, services, request.path_params["app_id"])
     text = request.query_params.get("search", "").strip()
     if len(text) > MAX_SEARCH:
         raise ApiError(400, "invalid_parameter", f"search is at most {MAX_SEARCH} characters")
-    rows = await _rows(services, search_sql(app.id, text or None, _limit(request)))
+    rows = await _rows(
+        services,
+        search_sql(
+            app.id,
+            text or None,
+            limit_param(request.query_params.get("limit"), DEFAULT_LIMIT, MAX_LIMIT),
+        ),
+    )
     customers = [
         {
             "id": customer,

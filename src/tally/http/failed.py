@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tally.catalog import App
-from tally.http.api import authenticated_app, decode_body, json_response
+from tally.http.api import authenticated_app, decode_body, json_response, limit_param
 from tally.http.errors import ApiError
 from tally.http.ingest import define_first_seen
 from tally.http.services import Services
@@ -81,18 +81,6 @@ def _instant(name: str, text: str | None) -> datetime | None:
         raise ApiError(400, "invalid_parameter", f"{name}: {exc}") from None
 
 
-def _limit(text: str | None, default: int, most: int) -> int:
-    try:
-        limit = int(text) if text else default
-    except ValueError:
-        raise ApiError(
-            400, "invalid_parameter", f"limit must be a whole number, got {text!r}"
-        ) from None
-    if not 1 <= limit <= most:
-        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {most}")
-    return limit
-
-
 async def list_failed(request: Request) -> Response:
     services: Services = request.app.state.services
     app = await authenticated_app(request, services, request.path_params["app_id"])
@@ -107,7 +95,7 @@ async def list_failed(request: Request) -> Response:
         since=_instant("since", params.get("since")),
         until=_instant("until", params.get("until")),
         replayed=None if replayed is None else replayed == "true",
-        limit=_limit(params.get("limit"), 100, MAX_LIST),
+        limit=limit_param(params.get("limit"), 100, MAX_LIST),
     )
     records = await services.store.fetch_failed(query)
     return json_response({"failed_events": [_summary(r) for r in records]})
@@ -145,7 +133,7 @@ async def replay_failed(request: Request) -> Response:
         until=_instant("until", body.until),
         replayed=False,
         with_payload=True,
-        limit=_limit(str(body.limit), 1000, MAX_REPLAY),
+        limit=limit_param(str(body.limit), 1000, MAX_REPLAY),
     )
     return json_response(await replay(services, app, query))
 

@@ -8,7 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tally.http.api import authenticated_app
+from tally.http.api import authenticated_app, limit_param
 from tally.http.errors import ApiError
 from tally.http.services import Services
 from tally.pipeline.timeparse import TimeError, parse_instant
@@ -57,15 +57,7 @@ def event_json(row: dict[str, Any]) -> dict[str, Any]:
 
 def _query(request: Request, app_id: str) -> EventQuery:
     params = request.query_params
-    limit_text = params.get("limit", "100")
-    try:
-        limit = int(limit_text)
-    except ValueError:
-        raise ApiError(
-            400, "invalid_parameter", f"limit must be a whole number, got {limit_text!r}"
-        ) from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
+    limit = limit_param(params.get("limit"), 100, MAX_LIMIT)
     since = None
     if params.get("since"):
         try:
