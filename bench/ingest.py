@@ -55,6 +55,12 @@ ID_MARK = "__ID__"
 as is by JSON and by form encoding."""
 COUNTLY_ITEMS = 10
 """A Countly bulk request holds this many /i requests (one device each), splitting its events."""
+TARGET_P99_MS = 20.0
+"""Issue 8: p99 latency at most 20 ms at half of the maximum rate."""
+PACED_CONNECTIONS = 64
+"""Keep-alive connections of the paced (open-loop) generator, bench/paced.py."""
+PACED_SHORT = 0.95
+"""A paced run that achieved less than this share of the requested rate is marked short."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,11 @@ class Options:
     threads: int
     workers: list[int]
     protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS))
+    half_rate: bool = True
+    """After each Tally row's wrk run, a paced run at half its req/s (bench/paced.py)."""
+    soak_minutes: float | None = None
+    """Run the soak (bench/soak.py) instead of the scenarios."""
+    quick: bool = False
 
 
 @dataclass
@@ -156,10 +167,44 @@ class WrkResult:
 
 
 @dataclass
+class PacedResult:
+    """bench/paced.py's JSON report: an open-loop run at a fixed rate, latencies measured from
+    each request's scheduled send time."""
+
+    requested_rps: float
+    achieved_rps: float
+    scheduled: int
+    completed: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    non_2xx: int
+    connect_errors: int
+    read_errors: int
+    timeouts: int
+    generator_cores: float
+    scheduler_lag_p99_ms: float
+    connections_used: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PacedResult:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+    @property
+    def short(self) -> bool:
+        return self.achieved_rps < PACED_SHORT * self.requested_rps
+
+
+@dataclass
 class Result:
     workers: int
     scenario: Scenario
     wrk: WrkResult | None = None
+    paced: PacedResult | None = None
+    """The paced run at half of wrk's req/s (Tally rows)."""
+    paced_error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     """Deltas of Tally's Prometheus series over the measured run."""
     cpu_seconds: float = 0.0
@@ -198,6 +243,14 @@ class Result:
             for key in ("duplicates", "rejected", "dropped", "discarded"):
                 if self.metrics.get(key):
                     found.append(f"{self.metrics[key]:.0f} {key}")
+        if self.paced and self.paced.errors:
+            p = self.paced
+            found.append(
+                f"{p.errors} errors at half rate (non-2xx {p.non_2xx}, connect "
+                f"{p.connect_errors}, read {p.read_errors}, timeouts {p.timeouts})"
+            )
+        if self.paced_error:
+            found.append(f"half-rate run failed: {self.paced_error}")
         if self.server_log:
             found.append("server wrote to stderr while serving")
         if self.other_cores > OTHER_LOAD_LIMIT:
@@ -560,23 +613,51 @@ def parse_wrk(text: str) -> WrkResult:
     )
 
 
-def run_wrk(
+def wrk_command(
     url: str, scenario: Scenario, load: Load, body_file: Path, seconds: float, args: Options
-) -> WrkResult:
-    """wrk with the body file and the load's headers. Without unique ids, ``body.lua`` sets the
-    body once per thread and wrk stays on its fast path (no Lua call per request); with them,
-    ``body_ids.lua`` fills the ids in for every request, which costs wrk a little CPU."""
+) -> list[str]:
     headers = [f"{name}: {value}" for name, value in load.headers.items()]
     if scenario.ids:
         script, script_args = "body_ids.lua", [str(body_file), secrets.token_hex(4), *headers]
     else:
         script, script_args = "body.lua", [str(body_file), *headers]
     cmd = ["wrk", "--latency", "--timeout", "10s", f"-t{args.threads}", f"-c{args.connections}"]
-    cmd += [f"-d{seconds:g}s", "-s", str(BENCH / script), url, "--", *script_args]
+    return [*cmd, f"-d{seconds:g}s", "-s", str(BENCH / script), url, "--", *script_args]
+
+
+def run_wrk(
+    url: str, scenario: Scenario, load: Load, body_file: Path, seconds: float, args: Options
+) -> WrkResult:
+    """wrk with the body file and the load's headers. Without unique ids, ``body.lua`` sets the
+    body once per thread and wrk stays on its fast path (no Lua call per request); with them,
+    ``body_ids.lua`` fills the ids in for every request, which costs wrk a little CPU."""
+    cmd = wrk_command(url, scenario, load, body_file, seconds, args)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited with {done.returncode}: {done.stderr or done.stdout}")
     return parse_wrk(done.stdout)
+
+
+# --- paced, open-loop runs ------------------------------------------------------------------
+
+
+def run_paced(
+    url: str, scenario: Scenario, load: Load, body_file: Path, rate: float, seconds: float
+) -> PacedResult:
+    """bench/paced.py in its own process: ``rate`` requests/s for ``seconds``, the same request
+    as wrk sends (with fresh ids when the scenario has them), over PACED_CONNECTIONS keep-alive
+    connections."""
+    cmd = [sys.executable, "-m", "bench.paced", "--json", "--url", url, "--rate", f"{rate:.1f}"]
+    cmd += ["--duration", f"{seconds:g}", "--body-file", str(body_file)]
+    cmd += ["--connections", str(PACED_CONNECTIONS)]
+    if scenario.ids:
+        cmd += ["--ids", secrets.token_hex(4)]
+    for name, value in load.headers.items():
+        cmd += ["--header", f"{name}: {value}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=seconds + 60)
+    if not done.stdout.strip():
+        raise RuntimeError(f"bench.paced exited with {done.returncode}: {done.stderr[-2000:]}")
+    return PacedResult.from_json(json.loads(done.stdout))
 
 
 # --- Tally's own counters --------------------------------------------------------------------
@@ -650,6 +731,13 @@ def run_scenario(scenario: Scenario, workers: int, scratch: Path, args: Options)
             if tally:
                 after = scrape(base_url)
                 result.metrics = {k: after[k] - before.get(k, 0.0) for k in after}
+            if tally and args.half_rate and result.wrk.rps > 0:
+                try:
+                    result.paced = run_paced(
+                        url, scenario, load, body_file, result.wrk.rps / 2, args.seconds
+                    )
+                except Exception as exc:
+                    result.paced_error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     result.server_log, result.shutdown_log = log.split()
@@ -673,12 +761,12 @@ def _bare(results: list[Result], workers: int) -> Result | None:
 def table(results: list[Result]) -> str:
     head = (
         "| workers | scenario | req/s | events/s | p50 | p99 | vs bare | server cores "
-        "| CPU µs/req | req/commit | commit ms | problems |"
+        "| CPU µs/req | req/commit | commit ms | half rate req/s | p99 at half rate | problems |"
     )
-    rows = [head, "|" + "---|" * 12]
+    rows = [head, "|" + "---|" * 14]
     for r in results:
         if r.wrk is None:
-            rows.append(f"| {r.workers} | {r.scenario.name} |" + " — |" * 9 + " **FAILED** |")
+            rows.append(f"| {r.workers} | {r.scenario.name} |" + " — |" * 11 + " **FAILED** |")
             continue
         w, m = r.wrk, r.metrics
         bare = _bare(results, r.workers)
@@ -697,9 +785,18 @@ def table(results: list[Result]) -> str:
             f"| {_fmt_ms(w.p50_ms)} | {_fmt_ms(w.p99_ms)} | {ratio} "
             f"| {r.cpu_seconds / w.seconds:.2f} | {_cpu_us(r):,.0f} "
             f"| {per_commit} "
-            f"| {commit_ms} | {problems} |"
+            f"| {commit_ms} | {_half_rate_cells(r)} | {problems} |"
         )
     return "\n".join(rows)
+
+
+def _half_rate_cells(r: Result) -> str:
+    """The paced run's achieved rate (of the requested one) and its p99."""
+    p = r.paced
+    if p is None:
+        return "— | —"
+    rate = f"{p.achieved_rps:,.0f} of {p.requested_rps:,.0f}" + (" (**short**)" if p.short else "")
+    return f"{rate} | {_fmt_ms(p.p99_ms)}"
 
 
 def _find(
@@ -739,6 +836,54 @@ def _per_commit(r: Result) -> str:
     )
 
 
+def half_rate_observations(results: list[Result], args: Options) -> list[str]:
+    """Per worker count: each Tally row's p99 at half its maximum rate against TARGET_P99_MS."""
+    lines = []
+    for w in args.workers:
+        runs = [r for r in results if r.workers == w and r.paced]
+        if not runs:
+            continue
+        parts, short = [], []
+        for r in runs:
+            p = r.paced
+            assert p is not None
+            gap = p.p99_ms - TARGET_P99_MS
+            verdict = (
+                f"met by {-gap:.1f} ms"
+                if gap <= 0
+                else f"missed by {gap:,.1f} ms ({p.p99_ms / TARGET_P99_MS:.1f} times the target)"
+            )
+            parts.append(
+                f"{r.scenario.name} p99 {_fmt_ms(p.p99_ms)} at {p.achieved_rps:,.0f} req/s "
+                f"(p50 {_fmt_ms(p.p50_ms)}, p90 {_fmt_ms(p.p90_ms)}, max {_fmt_ms(p.max_ms)}; "
+                f"generator {p.generator_cores:.2f} cores, its scheduler late by "
+                f"{_fmt_ms(p.scheduler_lag_p99_ms)} at p99): {verdict}"
+            )
+            if p.short:
+                short.append(
+                    f"{r.scenario.name} reached {p.achieved_rps:,.0f} of {p.requested_rps:,.0f} "
+                    f"req/s (the paced generator used {p.generator_cores:.2f} cores, its "
+                    f"scheduler ran up to {p.scheduler_lag_p99_ms:.1f} ms late at p99)"
+                )
+        line = (
+            f"{w} worker(s), p99 latency at half the maximum rate (open loop, "
+            f"`bench/paced.py`, {PACED_CONNECTIONS} connections, {args.seconds:g} s, latency "
+            f"from each request's scheduled time); target ≤ {TARGET_P99_MS:.0f} ms: "
+            + "; ".join(parts)
+            + "."
+        )
+        if short:
+            line += (
+                " Short of the requested rate, so these are not at half rate (the generator "
+                "is one Python process on the same cores as the server): " + "; ".join(short) + "."
+            )
+        lines.append(line)
+    failed = [f"{r.workers} worker(s), {r.scenario.name}" for r in results if r.paced_error]
+    if failed:
+        lines.append("The half-rate run failed for: " + ", ".join(failed) + ".")
+    return lines
+
+
 def observations(results: list[Result], args: Options) -> list[str]:
     """A few lines read off the figures, so that a rerun refreshes them along with the table."""
     lines = []
@@ -764,6 +909,7 @@ def observations(results: list[Result], args: Options) -> list[str]:
                 f"{_cpu_us(bare):,.0f} µs for the bare app. Group commit: {_per_commit(single)} "
                 f"(at most {args.connections} requests can be waiting at once)."
             )
+    lines += half_rate_observations(results, args)
     batched = [s for s in SCENARIOS if s.server == "tally" and s.events > 1]
     for scenario in batched:
         runs = [r for r in results if r.scenario == scenario and r.wrk and r.wrk.requests > 0]
@@ -875,6 +1021,18 @@ def code_version() -> str:
     return f"{commit} + uncommitted changes in src/ (digest {digest})"
 
 
+def half_rate_note(args: Options) -> list[str]:
+    if not args.half_rate:
+        return ["- half rate: not measured (`--no-half-rate`)."]
+    return [
+        "- half rate: after each Tally row's wrk run, on the same server, `bench/paced.py` sends "
+        f"the same request open loop at half of wrk's req/s for {args.seconds:g} s over "
+        f"{PACED_CONNECTIONS} keep-alive connections; each latency runs from the request's "
+        "scheduled send time (waiting for a free connection counts). The cell gives the rate "
+        f"it achieved of the one requested (**short** below {PACED_SHORT:.0%} of it)."
+    ]
+
+
 def section(results: list[Result], args: Options, command: str, code: tuple[str, str]) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -902,6 +1060,7 @@ def section(results: list[Result], args: Options, command: str, code: tuple[str,
         "its length; CPU µs/req: that CPU time per request. req/commit and commit ms: "
         "Tally's group-commit metrics (`/metrics`) over the measured run. A run is flagged "
         f"when other processes kept more than {OTHER_LOAD_LIMIT} cores busy during it.",
+        *half_rate_note(args),
         "",
         table(results),
         "",
@@ -973,8 +1132,26 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per run")
     parser.add_argument("--connections", "-c", type=int, default=32)
     parser.add_argument("--threads", "-t", type=int, default=1, help="wrk threads")
-    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    parser.add_argument("--quick", action="store_true", help="5 s runs, 1 s warm-up")
+    parser.add_argument(
+        "--workers", help="comma-separated worker counts (default 1,2; the soak: 2)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="5 s runs, 1 s warm-up; a 1-minute soak"
+    )
+    parser.add_argument(
+        "--no-half-rate",
+        action="store_true",
+        help="skip the paced run at half the maximum rate after each Tally row",
+    )
+    parser.add_argument(
+        "--soak",
+        type=float,
+        nargs="?",
+        const=0.0,
+        metavar="MINUTES",
+        help="run only the soak: one server, native 100-event batches for MINUTES "
+        "(default 10, 1 with --quick), memory sampled every 10 s",
+    )
     parser.add_argument(
         "--protocols",
         default=",".join(PROTOCOLS),
@@ -984,12 +1161,29 @@ def parse_args(argv: list[str]) -> Options:
     ns = parser.parse_args(argv)
     if ns.quick:
         ns.duration, ns.warmup = 5, 1
+    soak = ns.soak
+    if soak is not None and soak <= 0:
+        soak = 1.0 if ns.quick else 10.0
+    if ns.workers is None:
+        ns.workers = "2" if soak is not None else "1,2"
     workers = [int(w) for w in ns.workers.split(",")]
+    if soak is not None and len(workers) != 1:
+        parser.error("--soak runs one server: give one --workers value")
     protocols = [p.strip().lower() for p in ns.protocols.split(",") if p.strip()]
     unknown = sorted(set(protocols) - set(PROTOCOLS))
     if unknown or not protocols:
         parser.error(f"--protocols takes some of {', '.join(PROTOCOLS)}; got {ns.protocols!r}")
-    return Options(ns.duration, ns.warmup, ns.connections, ns.threads, workers, protocols)
+    return Options(
+        ns.duration,
+        ns.warmup,
+        ns.connections,
+        ns.threads,
+        workers,
+        protocols,
+        half_rate=not ns.no_half_rate,
+        soak_minutes=soak,
+        quick=ns.quick,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1000,6 +1194,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     entry = os.environ.get("TALLY_BENCH_ENTRY", f"{sys.executable} -m bench.ingest")
     command = " ".join([entry, *map(shlex.quote, argv)])
+    if args.soak_minutes is not None:
+        from bench.soak import run_soak
+
+        return run_soak(args, command)
     results: list[Result] = []
     code_at_start = code_version()
     with tempfile.TemporaryDirectory(prefix="tally-bench-") as scratch:
