@@ -251,3 +251,23 @@ async def test_embedded_store_round_trip(store: EmbeddedStore) -> None:
     rows = await store.fetch_events(EventQuery(app_id=APP))
     assert [r["id"] for r in rows] == ["e1"]
     await store.check_writable()
+
+
+def test_the_store_caps_duckdb_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """256 MB unless TALLY_STORE_MEMORY says otherwise; a size DuckDB cannot read is refused."""
+
+    for name in "abc":
+        (tmp_path / name).mkdir()
+
+    def limit(store: DuckDBStore) -> str:
+        [(value,)] = store.conn.execute("SELECT current_setting('memory_limit')").fetchall()
+        store.close()
+        return value
+
+    monkeypatch.delenv("TALLY_STORE_MEMORY", raising=False)
+    assert limit(DuckDBStore(tmp_path / "a")) == "244.1 MiB"  # 256 MB
+    monkeypatch.setenv("TALLY_STORE_MEMORY", "1GB")
+    assert limit(DuckDBStore(tmp_path / "b")) == "953.6 MiB"
+    monkeypatch.setenv("TALLY_STORE_MEMORY", "lots")
+    with pytest.raises(ValueError, match="TALLY_STORE_MEMORY='lots' is not a memory size"):
+        DuckDBStore(tmp_path / "c")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -60,6 +61,13 @@ GROUP BY app_id, from_id, to_id
 
 
 _PERSON_CTE = "WITH RECURSIVE " + PERSON_IDS_CTE
+
+MEMORY_ENV = "TALLY_STORE_MEMORY"
+DEFAULT_MEMORY_LIMIT = "256MB"
+"""DuckDB's own default is 80% of the machine's memory, and its buffer cache grows towards it as
+the file grows (the 10-minute soak in BENCHMARKS.md). Queries at 10M events run as fast with
+256 MB (the operating system's page cache still holds the file); beyond it DuckDB spills to
+``events.duckdb.tmp`` next to the file."""
 
 
 _DISCARD_SQL = """
@@ -138,10 +146,19 @@ class DuckDBStore:
 
     FILE_NAME = "events.duckdb"
 
-    def __init__(self, data_dir: Path, dedup_window: timedelta = timedelta(days=7)) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        dedup_window: timedelta = timedelta(days=7),
+        memory_limit: str | None = None,
+    ) -> None:
         self.path = data_dir / self.FILE_NAME
         self.dedup_window = dedup_window
-        self.conn = duckdb.connect(str(self.path))
+        limit = memory_limit or os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY_LIMIT
+        try:
+            self.conn = duckdb.connect(str(self.path), config={"memory_limit": limit})
+        except (duckdb.InvalidInputException, duckdb.ParserException) as exc:
+            raise ValueError(f"{MEMORY_ENV}={limit!r} is not a memory size: {exc}") from None
         self._writer = self.conn.cursor()
         self._lock = threading.Lock()
         self._last_prune = datetime.min
