@@ -16,6 +16,7 @@ from tally.catalog.schema import MIGRATIONS, apps, schema_versions
 from tally.catalog.secrets import VerifiedSecrets, hash_secret
 from tally.catalog.users import UserStore
 from tally.migrations import pending
+from tally.utc import aware
 
 COMPONENT = "catalog"
 
@@ -48,10 +49,6 @@ def _create_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 _settings_decoder = msgspec.json.Decoder(AppSettings)
 
 
@@ -61,7 +58,7 @@ def _app(row: sa.Row) -> App:
         name=row.name,
         app_key=row.app_key,
         api_key=row.api_key,
-        created_at=_utc(row.created_at),
+        created_at=aware(row.created_at),
         settings=_settings_decoder.decode(row.settings or "{}"),
         catalog_version=row.catalog_version,
     )

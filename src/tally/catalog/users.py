@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from tally import ids
 from tally.catalog.schema import dashboard_sessions, dashboard_users
 from tally.catalog.secrets import hash_secret, verify_secret
+from tally.utc import aware
 
 SESSION_LIFETIME: Final = timedelta(days=14)
 SLIDE_EVERY: Final = timedelta(minutes=1)
@@ -99,21 +100,15 @@ def csrf_token(token: str) -> str:
     return hmac.new(token.encode(), b"tally-csrf", "sha256").hexdigest()
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 def _user(row: sa.Row) -> DashboardUser:
-    created = _utc(row.created_at)
+    created = aware(row.created_at)
     assert created is not None
     return DashboardUser(
-        id=row.id, email=row.email, created_at=created, last_login_at=_utc(row.last_login_at)
+        id=row.id, email=row.email, created_at=created, last_login_at=aware(row.last_login_at)
     )
 
 
@@ -261,8 +256,8 @@ class UserStore:
             row = conn.execute(query).first()
         if row is None:
             return None
-        expires_at, last_seen = _utc(row.expires_at), _utc(row.last_seen_at)
-        created = _utc(row.created_at)
+        expires_at, last_seen = aware(row.expires_at), aware(row.last_seen_at)
+        created = aware(row.created_at)
         assert expires_at is not None and last_seen is not None and created is not None
         if expires_at <= now:
             self.end_session(token)
@@ -278,8 +273,8 @@ class UserStore:
         user = DashboardUser(
             id=row.user_id,
             email=row.email,
-            created_at=_utc(row.user_created_at) or created,
-            last_login_at=_utc(row.last_login_at),
+            created_at=aware(row.user_created_at) or created,
+            last_login_at=aware(row.last_login_at),
         )
         return Session(
             id_hash=key,

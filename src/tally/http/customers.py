@@ -24,9 +24,9 @@ from tally.query.customers import (
     search_sql,
     summary_sql,
     top_events_sql,
-    utc,
 )
 from tally.store.query import EventQuery
+from tally.utc import aware
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 500
@@ -58,8 +58,8 @@ async def search_customers(request: Request) -> Response:
             "id": customer,
             "kind": "user" if is_user else "device",
             "events": events,
-            "first_seen": utc(first),
-            "last_seen": utc(last),
+            "first_seen": aware(first),
+            "last_seen": aware(last),
         }
         for customer, is_user, events, first, last in rows
     ]
@@ -76,7 +76,7 @@ async def customer_profile(request: Request) -> Response:
     linked = [row[0] for row in await _rows(services, linked_ids_sql(app.id, customer))]
     devices = device_rows(await _rows(services, devices_sql(app.id, customer)))
     top = [
-        {"name": name, "events": count, "last_seen": utc(seen)}
+        {"name": name, "events": count, "last_seen": aware(seen)}
         for name, count, seen in await _rows(services, top_events_sql(app.id, customer))
     ]
     profile_events = await services.store.fetch_events(
@@ -88,8 +88,8 @@ async def customer_profile(request: Request) -> Response:
         "id": customer,
         "linked_ids": [i for i in linked if i != customer],
         "events": events,
-        "first_seen": utc(first),
-        "last_seen": utc(last),
+        "first_seen": aware(first),
+        "last_seen": aware(last),
         "properties": merge_properties(reversed(profile_events)),
         "devices": devices,
         "top_events": top,

@@ -8,11 +8,11 @@ to it (identify, alias, login, ``old_device_id``), as the activity feed does.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from tally.query import duckdb_sql as dialect
 from tally.query.compile import Sql
+from tally.utc import aware
 
 PROFILE_EVENTS: Final = ("user.details", "identity.identify", "user.set", "user.increase")
 """Events whose properties describe the customer: Countly ``user_details``, Segment and
@@ -33,13 +33,6 @@ _ACTOR: Final = dialect.ACTOR_WITHOUT_PERSONS
 _IN_PERSON: Final = (
     "(e.user_id IN (SELECT id FROM person) OR e.device_id IN (SELECT id FROM person))"
 )
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """A stored (naive UTC) time as an aware one, so answers carry their offset."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def search_sql(app_id: str, text: str | None, limit: int) -> Sql:
@@ -104,8 +97,8 @@ def device_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
         item: dict[str, Any] = {
             "device": device,
             "events": events,
-            "first_seen": utc(first),
-            "last_seen": utc(last),
+            "first_seen": aware(first),
+            "last_seen": aware(last),
         }
         item.update(zip(DEVICE_FIELDS, fields, strict=True))
         out.append(item)

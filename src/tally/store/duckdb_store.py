@@ -33,6 +33,7 @@ from tally.store.query import (
     FailedRecord,
     ReplayedEvent,
 )
+from tally.utc import aware
 
 log = logging.getLogger("tally.store")
 _STORED = ", ".join(f'"{name}"' for name in EVENT_COLUMN_NAMES)
@@ -84,10 +85,6 @@ def _discards(batches: Sequence[AppendBatch]) -> list[tuple[str, str, date, int]
             totals[(app_id, rule)] += count
     today = datetime.now(UTC).date()
     return [(app_id, rule, today, count) for (app_id, rule), count in totals.items()]
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None else None
 
 
 def _naive(value: datetime) -> datetime:
@@ -399,8 +396,8 @@ class DuckDBStore:
         finally:
             cur.close()
         for row in rows:
-            row["received_at"] = _aware(row["received_at"])
-            row["replayed_at"] = _aware(row["replayed_at"])
+            row["received_at"] = aware(row["received_at"])
+            row["replayed_at"] = aware(row["replayed_at"])
         return [FailedRecord(**row) for row in rows]
 
     def mark_replayed(self, app_id: str, replayed: Sequence[ReplayedEvent]) -> None:
@@ -587,8 +584,8 @@ class DuckDBStore:
             cur.close()
         for row in rows:
             row["ids"] = row["ids"] or []
-            row["cutoff"] = _aware(row["cutoff"])
-            row["requested_at"] = _aware(row["requested_at"])
+            row["cutoff"] = aware(row["cutoff"])
+            row["requested_at"] = aware(row["requested_at"])
         return [Deletion(**row) for row in rows]
 
     def count_rows(self, table: str) -> int:
