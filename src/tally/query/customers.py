@@ -30,9 +30,7 @@ DEVICE_FIELDS: Final = (
 TOP_EVENTS: Final = 10
 
 _ACTOR: Final = dialect.ACTOR_WITHOUT_PERSONS
-_IN_PERSON: Final = (
-    "(e.user_id IN (SELECT id FROM person) OR e.device_id IN (SELECT id FROM person))"
-)
+_IN_PERSON: Final = dialect.in_person("e")
 
 
 def search_sql(app_id: str, text: str | None, limit: int) -> Sql:

@@ -84,6 +84,15 @@ person(id) AS (
 app id twice, then the id. Needs ``WITH RECURSIVE``."""
 
 
+def in_person(table: str = "") -> str:
+    """Events of the person ``PERSON_IDS_CTE`` found (columns of ``table``, e.g. ``e``)."""
+    prefix = f"{table}." if table else ""
+    return (
+        f"({prefix}user_id IN (SELECT id FROM person) "
+        f"OR {prefix}device_id IN (SELECT id FROM person))"
+    )
+
+
 PERSONS_CTE = """
 edges AS (
     SELECT from_id AS a, to_id AS b FROM identity_links WHERE app_id = ?

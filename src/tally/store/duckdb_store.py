@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from tally.ids import uuid7
 from tally.migrations import pending
 from tally.model import LINK_EVENT, LINK_PREVIOUS
-from tally.query.duckdb_sql import PERSON_IDS_CTE
+from tally.query.duckdb_sql import PERSON_IDS_CTE, in_person
 from tally.sink import AppendBatch, AppendResult
 from tally.store.base import EXPORT_COLUMNS, Deletion, ExportQuery
 from tally.store.columns import EVENT_COLUMN_NAMES, FAILED_COLUMNS, events_table, failed_table
@@ -39,7 +39,6 @@ log = logging.getLogger("tally.store")
 _STORED = ", ".join(f'"{name}"' for name in EVENT_COLUMN_NAMES)
 _FAILED = ", ".join(name for name, _ in FAILED_COLUMNS)
 _EXPORTED = ", ".join(f'"{name}"' for name in EXPORT_COLUMNS)
-_IN_PERSON = "(user_id IN (SELECT id FROM person) OR device_id IN (SELECT id FROM person))"
 _json = msgspec.json.Decoder()
 
 
@@ -120,7 +119,7 @@ def _export_sql(
     prefix, prefix_params = "", []
     if query.user is not None:
         prefix, prefix_params = _PERSON_CTE, [query.app_id, query.app_id, query.user]
-        clauses.append(_IN_PERSON)
+        clauses.append(in_person())
     if query.since is not None:
         clauses.append("time >= ?")
         params.append(_naive(query.since))
