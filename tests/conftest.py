@@ -25,6 +25,7 @@ pytest_plugins = ["support"]  # the real-server fixtures (servers) of tests/supp
 POSTGRES_ADMIN_URL = os.environ.get(
     "TALLY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+CLICKHOUSE_ENV = "TALLY_TEST_CLICKHOUSE"
 
 
 @pytest.fixture
@@ -67,6 +68,25 @@ def postgres_server() -> Iterator[str]:
         )
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_url() -> Iterator[str]:
+    """A ClickHouse server for the session: ``TALLY_TEST_CLICKHOUSE=clickhouse://host:port/`` if
+    set, else Debian's clickhouse-server started unprivileged on free ports (clickhouse_server.py).
+    Tests make their own databases on it."""
+    existing = os.environ.get(CLICKHOUSE_ENV)
+    if existing:
+        yield existing
+        return
+    from clickhouse_server import start_clickhouse
+
+    try:
+        server = start_clickhouse()
+    except RuntimeError as exc:
+        pytest.fail(f"ClickHouse is required for the ClickHouse store tests: {exc}")
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture
