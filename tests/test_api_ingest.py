@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +23,7 @@ async def stored(services: Services, app_id: str) -> list[dict]:
 
 
 async def failed_rows(services: Services) -> list[tuple]:
-    db = services.store.db  # type: ignore[attr-defined]
+    db = services.store.loaded()  # type: ignore[attr-defined]
     return db.conn.execute(
         "SELECT app_id, protocol, reason, message, payload, event_index FROM failed_events "
         "ORDER BY event_index NULLS FIRST"
@@ -262,17 +264,22 @@ async def test_forwarded_for_sets_the_ip(
 
 
 async def test_a_store_failure_answers_503_and_acknowledges_nothing(
-    client: httpx.AsyncClient, services: Services, new_app: NewApp
+    client: httpx.AsyncClient, services: Services, new_app: NewApp, data_dir: Path
 ) -> None:
-    # Make the real store refuse writes: a table the insert needs is gone.
-    services.store.db.conn.execute("ALTER TABLE events RENAME TO events_moved")  # type: ignore[attr-defined]
+    # Make the real store refuse writes: its journal folder is gone (a file in its place), and
+    # the next append must start a new journal file there.
+    journal = services.store.journal  # type: ignore[attr-defined]
+    shutil.move(journal.dir, data_dir / "journal-moved")
+    journal.dir.write_text("not a folder")
+    journal.segment_bytes = 0
     response = await client.post(
         URL, json={"app_key": new_app.app.app_key, "events": [{"name": "a", "id": "keep-me"}]}
     )
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "store_unavailable"
     assert response.headers["retry-after"] == "1"
-    services.store.db.conn.execute("ALTER TABLE events_moved RENAME TO events")  # type: ignore[attr-defined]
+    journal.dir.unlink()
+    shutil.move(data_dir / "journal-moved", journal.dir)
     retry = await client.post(
         URL, json={"app_key": new_app.app.app_key, "events": [{"name": "a", "id": "keep-me"}]}
     )

@@ -123,7 +123,7 @@ def test_the_migration_links_what_was_stored_before(data_dir) -> None:  # type: 
         "user_id) VALUES (?, 'e1', 'old', now(), now(), 1, 'native', 'd1', 'u1')",
         [APP],
     )
-    assert db.migrate() == [3, 4, 5]
+    assert db.migrate() == [3, 4, 5, 6]
     assert links(db) == {("d1", "u1")}
     db.close()
 

@@ -89,7 +89,7 @@ async def stored_by_name(services: Services, app_id: str) -> dict[str, dict]:
 
 
 def failed(services: Services) -> list[tuple]:
-    db = services.store.db  # type: ignore[attr-defined]
+    db = services.store.loaded()  # type: ignore[attr-defined]
     return db.conn.execute(
         "SELECT reason, message, payload FROM failed_events ORDER BY event_index"
     ).fetchall()
@@ -97,7 +97,7 @@ def failed(services: Services) -> list[tuple]:
 
 def row_counts(services: Services) -> tuple[int, int]:
     """(rows in events, rows in failed_events), over every app."""
-    db = services.store.db  # type: ignore[attr-defined]
+    db = services.store.loaded()  # type: ignore[attr-defined]
     events = db.conn.execute("SELECT count(*) FROM events").fetchone()[0]
     failures = db.conn.execute("SELECT count(*) FROM failed_events").fetchone()[0]
     return events, failures
@@ -316,9 +316,13 @@ async def test_a_missing_app_key_or_device_id_is_refused(
     assert response.status_code == 400
     assert response.json() == MISSING_KEY_OR_DEVICE
     assert row_counts(services)[0] == 0  # no event stored
-    failed = services.store.db.conn.execute(  # type: ignore[attr-defined]
-        "SELECT reason, message, payload FROM failed_events"
-    ).fetchall()
+    failed = (
+        services.store.loaded()
+        .conn.execute(  # type: ignore[attr-defined]
+            "SELECT reason, message, payload FROM failed_events"
+        )
+        .fetchall()
+    )
     if "app_key" in present:
         # Tally keeps a refused request as a failed event whenever it names a known app,
         # whatever the transport, with the data as sent (query string or body).
@@ -1044,9 +1048,13 @@ async def test_bulk_requests_that_are_not_an_array_are_refused(
     assert response.json() == {"result": 'Invalid parameter "requests"'}
     # No event is stored; the refused request is kept as a failed event of the app it names.
     assert row_counts(services) == (0, 1)
-    [(reason,)] = services.store.db.conn.execute(  # type: ignore[attr-defined]
-        "SELECT reason FROM failed_events"
-    ).fetchall()
+    [(reason,)] = (
+        services.store.loaded()
+        .conn.execute(  # type: ignore[attr-defined]
+            "SELECT reason FROM failed_events"
+        )
+        .fetchall()
+    )
     assert reason == "invalid_body"
 
 

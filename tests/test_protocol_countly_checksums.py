@@ -41,7 +41,7 @@ async def stored(services: Services, new_app: NewApp) -> list[dict]:
 
 
 async def failed_reasons(services: Services) -> list[tuple[str, str]]:
-    db = services.store.db  # type: ignore[attr-defined]
+    db = services.store.loaded()  # type: ignore[attr-defined]
     return db.conn.execute("SELECT reason, message FROM failed_events").fetchall()
 
 

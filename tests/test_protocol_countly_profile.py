@@ -74,7 +74,7 @@ def geo(event: dict) -> tuple:
 
 
 def row_counts(services: Services) -> tuple[int, int]:
-    db = services.store.db  # type: ignore[attr-defined]
+    db = services.store.loaded()  # type: ignore[attr-defined]
     events = db.conn.execute("SELECT count(*) FROM events").fetchone()[0]
     failures = db.conn.execute("SELECT count(*) FROM failed_events").fetchone()[0]
     return events, failures

@@ -129,9 +129,13 @@ async def test_partial_success_is_code_0_and_rejects_are_kept(
     response = await client.post("/v1/event/report", json=body, auth=auth(new_app))
     assert response.status_code == 200 and response.json() == SUCCESS
     assert [e["name"] for e in await events_of(services, new_app)] == ["open_app"]
-    failed = services.store.db.conn.execute(  # type: ignore[attr-defined]
-        "SELECT event_index, reason, message FROM failed_events ORDER BY event_index"
-    ).fetchall()
+    failed = (
+        services.store.loaded()
+        .conn.execute(  # type: ignore[attr-defined]
+            "SELECT event_index, reason, message FROM failed_events ORDER BY event_index"
+        )
+        .fetchall()
+    )
     assert [(i, r) for i, r, _ in failed] == [
         (1, "invalid_name"),
         (2, "invalid_name"),

@@ -71,7 +71,7 @@ async def stored_by_name(services: Services, app_id: str) -> dict[str, dict]:
 
 def failed(services: Services) -> list[tuple]:
     """(reason, message, payload, event_index) of every failed event, in arrival order."""
-    db = services.store.db  # type: ignore[attr-defined]
+    db = services.store.loaded()  # type: ignore[attr-defined]
     return db.conn.execute(
         "SELECT reason, message, payload, event_index FROM failed_events "
         "ORDER BY received_at, event_index"
@@ -79,7 +79,7 @@ def failed(services: Services) -> list[tuple]:
 
 
 def count_events(services: Services) -> int:
-    db = services.store.db  # type: ignore[attr-defined]
+    db = services.store.loaded()  # type: ignore[attr-defined]
     return db.conn.execute("SELECT count(*) FROM events").fetchone()[0]
 
 

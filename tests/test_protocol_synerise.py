@@ -68,9 +68,13 @@ async def events_of(services: Services, new_app: NewApp, **filters: str) -> list
 
 
 def failed(services: Services) -> list[tuple[int | None, str, str]]:
-    return services.store.db.conn.execute(  # type: ignore[attr-defined]
-        "SELECT event_index, reason, message FROM failed_events ORDER BY event_index"
-    ).fetchall()
+    return (
+        services.store.loaded()
+        .conn.execute(  # type: ignore[attr-defined]
+            "SELECT event_index, reason, message FROM failed_events ORDER BY event_index"
+        )
+        .fetchall()
+    )
 
 
 def assert_error_body(response: httpx.Response, status: int, reason: str, path: str) -> dict:

@@ -4,14 +4,14 @@ failed events, migrations and group commit."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tally.ids import uuid7
-from tally.model import DropReason, Event, FailedEvent
+from stored_events import APP, NOW, batch, ev
+from tally.model import DropReason, FailedEvent
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
 from tally.store.columns import event_rows, failed_rows
 from tally.store.duckdb_schema import MIGRATIONS
@@ -19,28 +19,6 @@ from tally.store.duckdb_store import DuckDBStore
 from tally.store.embedded import EmbeddedStore
 from tally.store.group_commit import GroupCommitter
 from tally.store.query import EventQuery
-
-APP = "a" * 24
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def ev(name: str = "signup", id: str | None = None, **fields) -> Event:  # type: ignore[no-untyped-def]
-    """An event as the pipeline leaves it; without ``id`` it gets a server-made one."""
-    return Event(
-        index=0,
-        protocol="native",
-        name=name,
-        id=id or uuid7(),
-        client_id=id is not None,
-        time=fields.pop("time", NOW),
-        received_at=NOW,
-        count=fields.pop("count", 1),
-        **fields,
-    )
-
-
-def batch(*events: Event, app_id: str = APP) -> AppendBatch:
-    return AppendBatch(events=event_rows(app_id, list(events)))
 
 
 @pytest.fixture

@@ -271,7 +271,7 @@ async def test_the_store_process_pages_exports_and_deletes(data_dir: Path) -> No
         assert forgotten.ids == ["cust-1", "d-1"] and forgotten.events_deleted == 7
         assert forgotten.links_deleted == 1
         assert await remote.count_events(query) == 0
-        assert [d.id for d in store.db.deletions(app_id)] == [forgotten.id, expired.id]
+        assert [d.id for d in store.loaded().deletions(app_id)] == [forgotten.id, expired.id]
 
 
 # imports
@@ -310,7 +310,7 @@ async def test_an_export_imported_into_a_fresh_app_gives_the_same_events(
     again = await import_bytes(services, fresh, data, fmt)
     assert (again.imported, again.duplicates, again.rejected) == (0, 4, 0)
     # Beyond the dedup window (the index forgot the ids), the stored ids still say duplicate.
-    services.store.db.conn.execute("DELETE FROM event_ids")  # type: ignore[attr-defined]
+    services.store.loaded().conn.execute("DELETE FROM event_ids")  # type: ignore[attr-defined]
     later = await import_bytes(services, fresh, data, fmt)
     assert (later.imported, later.duplicates) == (0, 4)
     assert len(await stored(services.store, fresh.id)) == 4
@@ -408,7 +408,7 @@ async def test_a_persons_events_and_erasure_across_linked_ids(
     assert await services.store.fetch_events(EventQuery(app_id=app.id, user="cust-1")) == []
     left = await services.store.fetch_events(EventQuery(app_id=app.id))
     assert sorted(r["id"] for r in left) == ["e-3", "e-4"]  # user 42 and d-9
-    db = services.store.db  # type: ignore[attr-defined]
+    db = services.store.loaded()  # type: ignore[attr-defined]
     assert db.conn.execute("SELECT count(*) FROM identity_links").fetchone() == (0,)
     (kept,) = db.deletions(app.id)
     assert kept.id == record["id"] and kept.events_deleted == 3
@@ -449,7 +449,7 @@ async def test_retention_deletes_only_old_events(
 
     (again,) = await apply_retention(catalog, services.store, now=NOW)
     assert again.events_deleted == 0
-    db = services.store.db  # type: ignore[attr-defined]
+    db = services.store.loaded()  # type: ignore[attr-defined]
     assert [d.kind for d in db.deletions(app.id)] == ["retention"]  # a run that found nothing
 
     catalog.update_settings(app.id, retention_days=1)

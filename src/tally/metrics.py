@@ -49,18 +49,32 @@ REQUESTS_REJECTED = Counter(
 )
 COMMIT_SECONDS = Histogram(
     "tally_store_commit_seconds",
-    "Time to commit one group of batches to the event store.",
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    "Time to make one group of batches durable (the embedded store: append and sync its journal).",
+    buckets=(0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 COMMIT_ROWS = Histogram(
     "tally_store_commit_rows",
-    "Rows (events and failed events) in one commit.",
+    "Rows (events and failed events) made durable together.",
     buckets=(1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000),
 )
 COMMIT_REQUESTS = Histogram(
     "tally_store_commit_requests",
     "Requests sharing one commit (group commit).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+LOAD_SECONDS = Histogram(
+    "tally_store_load_seconds",
+    "Time to load one run of journal records into the embedded store's DuckDB file.",
+    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+LOAD_ROWS = Histogram(
+    "tally_store_load_rows",
+    "Rows (events and failed events) loaded into DuckDB in one transaction.",
+    buckets=(1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000, 250_000),
+)
+EVENTS_LATE_DUPLICATE = Counter(
+    "tally_events_late_duplicate_total",
+    "Repeated client event ids found only when loading (answered as accepted, stored once).",
 )
 REQUEST_EVENTS = Histogram(
     "tally_ingest_request_events",

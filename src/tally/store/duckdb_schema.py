@@ -140,10 +140,17 @@ def _v5(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _v6(conn: duckdb.DuckDBPyConnection) -> None:
+    # The last journal record stored here (store.journal): a restart loads the records after it.
+    conn.execute("CREATE TABLE journal_state (loaded_seq UBIGINT NOT NULL)")
+    conn.execute("INSERT INTO journal_state VALUES (0)")
+
+
 MIGRATIONS: list[Migration[duckdb.DuckDBPyConnection]] = [
     Migration(1, "events, failed events and the dedup index", _v1),
     Migration(2, "events.internal marks SDK-internal events (Countly [CLY]_ keys)", _v2),
     Migration(3, "identity links between devices and customers", _v3),
     Migration(4, "geo and coerced-property columns, failed-event replay, discard counts", _v4),
     Migration(5, "deletions: people forgotten and events past an app's retention", _v5),
+    Migration(6, "journal_state: the last journal record loaded", _v6),
 ]

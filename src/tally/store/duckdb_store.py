@@ -204,16 +204,40 @@ class DuckDBStore:
 
     # writes
 
-    def commit_group(self, batches: Sequence[AppendBatch]) -> list[AppendResult]:
+    def commit_group(
+        self, batches: Sequence[AppendBatch], position: int | None = None
+    ) -> list[AppendResult]:
         """Store several requests' batches in one transaction; one result per batch.
 
         A client-supplied id is stored once: the first occurrence in the group wins, and an id
-        already in ``event_ids`` (within the dedup window) counts as a duplicate.
+        already in ``event_ids`` (within the dedup window) counts as a duplicate. ``position``:
+        the journal record these batches end with, recorded in the same transaction.
         """
         with self._lock:
-            return self._commit_group(batches)
+            return self._commit_group(batches, position)
 
-    def _commit_group(self, batches: Sequence[AppendBatch]) -> list[AppendResult]:
+    def journal_position(self) -> int:
+        """The last journal record stored (0: none)."""
+        cur = self.conn.cursor()
+        try:
+            row = cur.execute("SELECT loaded_seq FROM journal_state").fetchone()
+        finally:
+            cur.close()
+        return int(row[0]) if row else 0
+
+    def newest_client_ids(self, limit: int) -> list[tuple[int, int]]:
+        """The dedup digests seen last, newest first (to warm ``store.recent_ids``)."""
+        cur = self.conn.cursor()
+        try:
+            return cur.execute(
+                "SELECT hi, lo FROM event_ids ORDER BY seen_at DESC LIMIT ?", [limit]
+            ).fetchall()
+        finally:
+            cur.close()
+
+    def _commit_group(
+        self, batches: Sequence[AppendBatch], position: int | None
+    ) -> list[AppendResult]:
         # Columns are built once for the whole group (see store.columns). DuckDB reads the local
         # Arrow tables below by name (replacement scans), which is cheaper than register().
         rows: list[tuple] = []
@@ -254,6 +278,8 @@ class DuckDBStore:
                 cur.execute(
                     f"INSERT INTO failed_events ({_FAILED}) SELECT {_FAILED} FROM incoming_failed"
                 )
+            if position is not None:
+                cur.execute("UPDATE journal_state SET loaded_seq = ?", [position])
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

@@ -1,4 +1,10 @@
-"""The embedded store as the server uses it in-process: DuckDB behind a group committer."""
+"""The embedded store as the server uses it in-process: a journal in front of DuckDB.
+
+Appends are acknowledged once the journal has them on disk (group commit: requests that arrive
+together share one append and sync); the journal loader stores them in DuckDB behind the replies.
+Every read and every change to stored data first waits until what was acknowledged before it is
+in DuckDB, so a client reads its own writes.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ from tally.sink import AppendBatch, AppendResult, StoreUnavailable
 from tally.store.base import Deletion, ExportQuery
 from tally.store.duckdb_store import DuckDBStore
 from tally.store.group_commit import GroupCommitter
+from tally.store.journal import Journal
+from tally.store.journal_loader import MAX_LOAD_ROWS, JournalLoader
+from tally.store.journal_writer import JournalWriter
 from tally.store.live import LiveHub
 from tally.store.query import (
     DiscardCount,
@@ -24,8 +33,13 @@ from tally.store.query import (
     FailedRecord,
     ReplayedEvent,
 )
+from tally.store.recent_ids import RecentIds
+from tally.store.wire import decode_batch
 
 T = TypeVar("T")
+
+CATCH_UP_TIMEOUT = 60.0
+"""How long a read waits for the loader before answering that the store is unavailable."""
 
 
 def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
@@ -44,13 +58,81 @@ class EmbeddedStore:
         commit_delay: float = 0.002,
         migrate: bool = True,
     ) -> None:
-        self.db = DuckDBStore(data_dir, dedup_window=dedup_window)
+        self.db = DuckDBStore(data_dir, dedup_window=dedup_window)  # locks the data folder
         if migrate:
             self.db.migrate()
         self.live = LiveHub()
         self.db.on_commit = self.live.publish
-        self.committer = GroupCommitter(self.db.commit_group, max_delay=commit_delay)
+        self.journal = Journal(data_dir)
+        self._recover()
+        self.loader = JournalLoader(self.db, self._loaded, loaded_seq=self.journal.last_seq)
+        recent = RecentIds()
+        for hi, lo in reversed(self.db.newest_client_ids(recent.capacity)):
+            recent.add(RecentIds.key(hi, lo))
+        self.recent = recent
+        writer = JournalWriter(self.journal, self.loader, recent)
+        self.committer = GroupCommitter(writer.write_group, max_delay=commit_delay)
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tally-read")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    def _recover(self) -> None:
+        """Store what the journal holds beyond DuckDB's position (a crash, a failed load)."""
+        chunk: list[AppendBatch] = []
+        rows, last = 0, 0
+        for seq, payload in self.journal.replay(after=self.db.journal_position()):
+            batch = decode_batch(payload)
+            chunk.append(batch)
+            rows, last = rows + batch.rows, seq
+            if rows >= MAX_LOAD_ROWS:
+                self.db.commit_group(chunk, position=last)
+                chunk, rows = [], 0
+        if chunk:
+            self.db.commit_group(chunk, position=last)
+        self.journal.release(self.journal.last_seq)
+
+    def _loaded(self, seq: int) -> None:
+        """From the loader thread: wake the reads waiting for records up to ``seq``."""
+        self.journal.loaded_through = seq
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake, seq)
+
+    def _wake(self, seq: int) -> None:
+        waiting = []
+        for target, future in self._waiters:
+            if target <= seq:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                waiting.append((target, future))
+        self._waiters = waiting
+
+    async def caught_up(self) -> None:
+        """Wait until every batch acknowledged so far is in DuckDB."""
+        self._loop = asyncio.get_running_loop()
+        target = self.journal.last_seq
+        if self.loader.loaded_seq >= target:
+            return
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append((target, future))
+        if self.loader.loaded_seq >= target:  # loaded while the waiter was being registered
+            self._wake(self.loader.loaded_seq)
+        try:
+            await asyncio.wait_for(future, CATCH_UP_TIMEOUT)
+        except TimeoutError:
+            error = self.loader.error
+            raise StoreUnavailable(
+                "the event store is behind its journal"
+                + (f": loading failed: {error}" if error else "")
+            ) from None
+
+    def loaded(self, timeout: float = CATCH_UP_TIMEOUT) -> DuckDBStore:
+        """The DuckDB store once every batch acknowledged so far is in it (blocks the calling
+        thread: for tools and tests that read the file directly)."""
+        if not self.loader.wait_loaded(self.journal.last_seq, timeout):
+            raise StoreUnavailable("the event store is behind its journal")
+        return self.db
 
     async def append(self, batch: AppendBatch) -> AppendResult:
         return await self.committer.append(batch)
@@ -59,6 +141,7 @@ class EmbeddedStore:
         return await self._read(self.db.fetch_events, query)
 
     async def _read(self, function: Callable[..., T], *args: Any) -> T:
+        await self.caught_up()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, function, *args)
 
@@ -122,6 +205,8 @@ class EmbeddedStore:
         return await self._read(self.db.delete_expired, app_id, before)
 
     async def check_writable(self) -> None:
+        if self.loader.error is not None:
+            raise StoreUnavailable(f"the event store cannot load its journal: {self.loader.error}")
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._readers, self.db.check_writable)
@@ -130,5 +215,9 @@ class EmbeddedStore:
 
     async def close(self) -> None:
         await self.committer.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.loader.close)
+        self.journal.close()
+        if self.loader.loaded_seq >= self.journal.last_seq:
+            self.journal.release(self.journal.last_seq)
         self._readers.shutdown(wait=True)
         self.db.close()

@@ -1,0 +1,135 @@
+"""Moves acknowledged batches from the journal into DuckDB, behind the replies.
+
+One thread takes everything waiting (up to ``max_rows``) and stores it in one DuckDB transaction
+that also records the last journal record it holds (``DuckDBStore.commit_group``'s ``position``):
+while one load runs, the next gathers, so the load size follows the ingest rate, and a checkpoint
+DuckDB runs inside a commit delays loading, not replies. When more than ``max_pending`` rows wait,
+the journal writer waits for room (``wait_for_room``): replies slow down rather than memory grow.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from tally import metrics
+from tally.sink import AppendBatch
+from tally.store.duckdb_store import DuckDBStore
+
+log = logging.getLogger("tally.store")
+
+MAX_LOAD_ROWS = 100_000
+MAX_PENDING_ROWS = 200_000
+RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
+"""Waits between attempts when a load fails (a full disk, say); the last one repeats."""
+
+
+class JournalLoader:
+    def __init__(
+        self,
+        db: DuckDBStore,
+        on_loaded: Callable[[int], None],
+        *,
+        loaded_seq: int,
+        max_rows: int = MAX_LOAD_ROWS,
+        max_pending: int = MAX_PENDING_ROWS,
+    ) -> None:
+        self.db = db
+        self.on_loaded = on_loaded
+        """Called from the loader thread with the sequence number loaded through."""
+        self.loaded_seq = loaded_seq
+        self.max_rows = max_rows
+        self.max_pending = max_pending
+        self.error: Exception | None = None
+        """The last load's failure, until a load succeeds."""
+        self._pending: deque[tuple[int, AppendBatch]] = deque()
+        self._pending_rows = 0
+        self._changed = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="tally-load", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    def wait_for_room(self) -> None:
+        with self._changed:
+            while self._pending_rows >= self.max_pending and not self._closing:
+                self._changed.wait()
+
+    def wait_loaded(self, seq: int, timeout: float) -> bool:
+        """Block until records up to ``seq`` are loaded; False if ``timeout`` passed first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.loaded_seq >= seq, timeout)
+
+    def offer(self, records: list[tuple[int, AppendBatch]]) -> None:
+        """Batches just made durable, in sequence order."""
+        with self._changed:
+            self._pending.extend(records)
+            self._pending_rows += sum(max(batch.rows, 1) for _, batch in records)
+            self._changed.notify_all()
+
+    def _take(self) -> list[tuple[int, AppendBatch]] | None:
+        with self._changed:
+            while not self._pending and not self._closing:
+                self._changed.wait()
+            if not self._pending:
+                return None
+            taken, rows = [], 0
+            while self._pending and (not taken or rows + self._pending[0][1].rows <= self.max_rows):
+                record = self._pending[0]
+                taken.append(record)
+                rows += max(record[1].rows, 1)
+                self._pending.popleft()
+            return taken
+
+    def _run(self) -> None:
+        attempt = 0
+        records: list[tuple[int, AppendBatch]] | None = None
+        while True:
+            if records is None:
+                records = self._take()
+                if records is None:
+                    return
+            try:
+                self._load(records)
+            except Exception as exc:  # the records stay durable in the journal; try again
+                self.error = exc
+                if self._closing and attempt >= 2:
+                    log.exception("loading the journal failed; the next start loads the rest")
+                    return
+                wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+                attempt += 1
+                log.exception("loading the journal into DuckDB failed; retrying in %ss", wait)
+                time.sleep(wait)
+                continue
+            attempt, self.error = 0, None
+            rows = sum(max(batch.rows, 1) for _, batch in records)
+            with self._changed:
+                self._pending_rows -= rows
+                self.loaded_seq = records[-1][0]
+                self._changed.notify_all()
+            records = None
+            self.on_loaded(self.loaded_seq)
+
+    def _load(self, records: list[tuple[int, AppendBatch]]) -> None:
+        started = time.perf_counter()
+        batches = [batch for _, batch in records]
+        results = self.db.commit_group(batches, position=records[-1][0])
+        metrics.LOAD_SECONDS.observe(time.perf_counter() - started)
+        metrics.LOAD_ROWS.observe(sum(batch.rows for batch in batches))
+        late = sum(result.duplicates for result in results)
+        if late:
+            metrics.EVENTS_LATE_DUPLICATE.inc(late)
+
+    def close(self) -> None:
+        """Load what is waiting, then stop. If loading keeps failing, stop anyway after a few
+        attempts: the journal keeps the records, and the next start loads them."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        self._thread.join()
