@@ -638,6 +638,7 @@ def query_command(app_ref: str, file: Any, output: str, data_dir: str, catalog: 
     """Run an analytics QUERY file (JSON, see docs/queries.md; - reads standard input)."""
     import asyncio
 
+    from tally.query.dialects import dialect_of
     from tally.query.model import QueryError, decode_query
     from tally.query.output import rows_of
     from tally.query.run import Runner
@@ -656,7 +657,7 @@ def query_command(app_ref: str, file: Any, output: str, data_dir: str, catalog: 
         rules = AppRules(app, store.definitions.list(app.id), store.definitions.aliases(app.id))
         events = await _open_event_store(settings)
         try:
-            return await Runner(events.run_sql, rules).run(query)
+            return await Runner(events.run_sql, rules, dialect_of(events)).run(query)
         finally:
             await events.close()
 

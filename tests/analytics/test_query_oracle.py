@@ -16,12 +16,12 @@ import httpx
 import pytest
 import pytest_asyncio
 from analytics_dataset import AGENTS, Oracle, batches, generate
+from analytics_stores import STORES, open_store
 
 from tally.catalog import Catalog, sqlite_url
 from tally.http.app import TallyApp
 from tally.http.services import Services
 from tally.limits import Limits
-from tally.store.embedded import EmbeddedStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -58,37 +58,40 @@ class Tally:
         return response.json()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def tally(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Tally]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=STORES)
+async def tally(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Tally]:
     data_dir: Path = tmp_path_factory.mktemp("analytics")
     catalog = Catalog(sqlite_url(data_dir))
     catalog.migrate()
     app = catalog.create_app("Analytics")
     other = catalog.create_app("Someone else")
-    services = Services(catalog=catalog, store=EmbeddedStore(data_dir), limits=Limits())
-    transport = httpx.ASGITransport(app=TallyApp(services), client=("198.51.100.7", 51000))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://tally.test") as http:
-            for agent, payloads in batches(EVENTS):
-                response = await http.post(
-                    "/api/v1/events",
-                    json={"events": payloads},
-                    headers={"x-tally-key": app.app.app_key, "user-agent": agent.header},
+    async with open_store(request.param, request, data_dir) as store:
+        services = Services(catalog=catalog, store=store, limits=Limits())
+        transport = httpx.ASGITransport(app=TallyApp(services), client=("198.51.100.7", 51000))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://tally.test") as http:
+                for agent, payloads in batches(EVENTS):
+                    response = await http.post(
+                        "/api/v1/events",
+                        json={"events": payloads},
+                        headers={"x-tally-key": app.app.app_key, "user-agent": agent.header},
+                    )
+                    assert response.status_code == 200, response.text
+                    assert response.json() == {
+                        "accepted": len(payloads),
+                        "duplicates": 0,
+                        "rejected": [],
+                    }
+                yield Tally(
+                    client=http,
+                    app_id=app.app.id,
+                    auth=(app.app.api_key, app.api_secret),
+                    other_auth=(other.app.api_key, other.api_secret),
                 )
-                assert response.status_code == 200, response.text
-                assert response.json() == {
-                    "accepted": len(payloads),
-                    "duplicates": 0,
-                    "rejected": [],
-                }
-            yield Tally(
-                client=http,
-                app_id=app.app.id,
-                auth=(app.app.api_key, app.api_secret),
-                other_auth=(other.app.api_key, other.api_secret),
-            )
-    finally:
-        await services.close()
+        finally:
+            await services.close()
 
 
 def approx(value: Any) -> Any:

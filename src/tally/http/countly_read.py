@@ -37,6 +37,7 @@ from tally.http.asgi import Receive, Scope, Send, ingest_request, send_reply
 from tally.http.auth import basic_credentials
 from tally.http.services import Services
 from tally.pipeline.app_rules import AppRules
+from tally.query.dialects import dialect_of
 from tally.query.model import (
     Breakdown,
     Filter,
@@ -756,7 +757,8 @@ class CountlyReadEndpoint:
         except (ValueError, OverflowError, OSError):
             raise CountlyError(400, 'Invalid parameter "period"') from None
         rules = await services.resolver.rules(app)
-        reader = EventReader(Runner(services.store.run_sql, rules), rules, tz.key)
+        runner = Runner(services.store.run_sql, rules, dialect_of(services.store))
+        reader = EventReader(runner, rules, tz.key)
         return await handler(ReadRequest(params, app, services, reader, period, now, tz))
 
 

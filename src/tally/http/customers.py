@@ -15,16 +15,8 @@ from tally.http.api import authenticated_app, json_response, limit_param
 from tally.http.errors import ApiError
 from tally.http.services import Services
 from tally.query.compile import Sql
-from tally.query.customers import (
-    PROFILE_EVENTS,
-    device_rows,
-    devices_sql,
-    linked_ids_sql,
-    merge_properties,
-    search_sql,
-    summary_sql,
-    top_events_sql,
-)
+from tally.query.customers import PROFILE_EVENTS, device_rows, merge_properties
+from tally.query.dialects import dialect_of
 from tally.store.query import EventQuery
 from tally.utc import aware
 
@@ -45,9 +37,10 @@ async def search_customers(request: Request) -> Response:
     text = request.query_params.get("search", "").strip()
     if len(text) > MAX_SEARCH:
         raise ApiError(400, "invalid_parameter", f"search is at most {MAX_SEARCH} characters")
+    dialect = dialect_of(services.store)
     rows = await _rows(
         services,
-        search_sql(
+        dialect.search_sql(
             app.id,
             text or None,
             limit_param(request.query_params.get("limit"), DEFAULT_LIMIT, MAX_LIMIT),
@@ -58,8 +51,8 @@ async def search_customers(request: Request) -> Response:
             "id": customer,
             "kind": "user" if is_user else "device",
             "events": events,
-            "first_seen": aware(first),
-            "last_seen": aware(last),
+            "first_seen": aware(dialect.instant(first)),
+            "last_seen": aware(dialect.instant(last)),
         }
         for customer, is_user, events, first, last in rows
     ]
@@ -70,14 +63,17 @@ async def customer_profile(request: Request) -> Response:
     services: Services = request.app.state.services
     app = await authenticated_app(request, services, request.path_params["app_id"])
     customer = request.path_params["customer"]
-    [(events, first, last)] = await _rows(services, summary_sql(app.id, customer))
+    dialect = dialect_of(services.store)
+    [(events, first, last)] = await _rows(services, dialect.summary_sql(app.id, customer))
     if not events:
         raise ApiError(404, "not_found", f"no events of a customer {customer!r}")
-    linked = [row[0] for row in await _rows(services, linked_ids_sql(app.id, customer))]
-    devices = device_rows(await _rows(services, devices_sql(app.id, customer)))
+    linked = [row[0] for row in await _rows(services, dialect.linked_ids_sql(app.id, customer))]
+    devices = device_rows(
+        await _rows(services, dialect.devices_sql(app.id, customer)), dialect.instant
+    )
     top = [
-        {"name": name, "events": count, "last_seen": aware(seen)}
-        for name, count, seen in await _rows(services, top_events_sql(app.id, customer))
+        {"name": name, "events": count, "last_seen": aware(dialect.instant(seen))}
+        for name, count, seen in await _rows(services, dialect.top_events_sql(app.id, customer))
     ]
     profile_events = await services.store.fetch_events(
         EventQuery(
@@ -88,8 +84,8 @@ async def customer_profile(request: Request) -> Response:
         "id": customer,
         "linked_ids": [i for i in linked if i != customer],
         "events": events,
-        "first_seen": aware(first),
-        "last_seen": aware(last),
+        "first_seen": aware(dialect.instant(first)),
+        "last_seen": aware(dialect.instant(last)),
         "properties": merge_properties(reversed(profile_events)),
         "devices": devices,
         "top_events": top,

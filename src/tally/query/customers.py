@@ -7,7 +7,7 @@ to it (identify, alias, login, ``old_device_id``), as the activity feed does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from tally.query import duckdb_sql as dialect
@@ -89,14 +89,18 @@ def top_events_sql(app_id: str, customer: str) -> Sql:
     )
 
 
-def device_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+def device_rows(
+    rows: Iterable[Sequence[Any]], instant: Callable[[Any], Any] = lambda value: value
+) -> list[dict[str, Any]]:
+    """``devices_sql``'s rows as the profile has them; ``instant`` reads a time column (the
+    dialect's: ClickHouse rows carry microseconds)."""
     out = []
     for device, events, first, last, *fields in rows:
         item: dict[str, Any] = {
             "device": device,
             "events": events,
-            "first_seen": aware(first),
-            "last_seen": aware(last),
+            "first_seen": aware(instant(first)),
+            "last_seen": aware(instant(last)),
         }
         item.update(zip(DEVICE_FIELDS, fields, strict=True))
         out.append(item)

@@ -1,6 +1,7 @@
 """Every piece of the analytics SQL that is DuckDB's own: time zones and buckets, JSON property
-access, the person of an event. The ClickHouse store will have a module like this one; the query
-builders in ``compile`` use only what is here."""
+access, the person of an event. The DuckDB query builders (``compile``, ``funnel``, ``retention``,
+``sessions``, ``customers``) use only what is here; ClickHouse has its own compiler
+(``clickhouse_sql`` and ``dialects``)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from tally.pipeline.app_rules import AppRules
-from tally.query.compile import Scope, Sql, distinct_people, series_rows, users_rows
-from tally.query.funnel import funnel_answer, funnel_sql
+from tally.query.compile import Scope, Sql
+from tally.query.dialects import DUCKDB, Dialect
+from tally.query.funnel import funnel_answer
 from tally.query.model import (
     ANY_EVENT,
     FunnelQuery,
@@ -28,8 +29,8 @@ from tally.query.model import (
     property_name,
 )
 from tally.query.period import Bucket, Period
-from tally.query.retention import retention_answer, retention_period, retention_sql
-from tally.query.sessions import SESSION_EVENTS, sessions_answer, sessions_sql
+from tally.query.retention import retention_answer, retention_period
+from tally.query.sessions import SESSION_EVENTS, sessions_answer
 
 Execute = Callable[[str, list[Any]], Awaitable[list[tuple]]]
 """Runs SQL with positional parameters on the event store and returns its rows."""
@@ -55,9 +56,11 @@ def check_fields(query: Query, rules: AppRules, names: Sequence[str] | None) -> 
 
 
 class Runner:
-    def __init__(self, execute: Execute, rules: AppRules) -> None:
+    def __init__(self, execute: Execute, rules: AppRules, dialect: Dialect = DUCKDB) -> None:
+        """``execute`` runs SQL on a store whose SQL is ``dialect``'s (``dialects.dialect_of``)."""
         self.execute = execute
         self.rules = rules
+        self.dialect = dialect
 
     async def _rows(self, sql: Sql) -> list[tuple]:
         return await self.execute(sql.text, sql.params)
@@ -124,12 +127,14 @@ class Runner:
         )
         field = query.breakdown.field if query.breakdown else None
         cells: dict[Any, dict[str, tuple]] = defaultdict(dict)
-        for b, v, c, s, d, u in await self._rows(series_rows(scope, field, _COLUMNS[measure])):
+        for b, v, c, s, d, u in await self._rows(
+            self.dialect.series_rows(scope, field, _COLUMNS[measure])
+        ):
             cells[v][b] = (c or 0, s or 0.0, d or 0.0, u or 0)
         buckets = period.buckets()
         people: dict[Any, int] = {}
         if measure is Measure.USERS:
-            rows = await self._rows(distinct_people(scope, breakdown=field))
+            rows = await self._rows(self.dialect.distinct_people(scope, breakdown=field))
             people = {v: u for _, v, u in rows}
 
         def total_of(v: Any) -> float | int | None:
@@ -169,11 +174,11 @@ class Runner:
     ) -> dict[str, Any]:
         if spec.measure is Measure.USERS:
             per_bucket = await self._rows(
-                distinct_people(scope, breakdown=field, by_bucket=True, exclude=top)
+                self.dialect.distinct_people(scope, breakdown=field, by_bucket=True, exclude=top)
             )
             merged = {b: (0, 0.0, 0.0, u) for b, _, u in per_bucket}
             [(_, _, total)] = await self._rows(
-                distinct_people(scope, breakdown=field, exclude=top)
+                self.dialect.distinct_people(scope, breakdown=field, exclude=top)
             ) or [(None, None, 0)]
             return self._one(spec, None, True, buckets, merged, total)
         summed: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0])
@@ -220,7 +225,9 @@ class Runner:
             filters=query.filters,
             persons=True,
         )
-        counts = {b: (active, new) for b, active, new in await self._rows(users_rows(scope))}
+        counts = {
+            b: (active, new) for b, active, new in await self._rows(self.dialect.users_rows(scope))
+        }
         points = []
         for bucket in period.buckets():
             active, new = counts.get(bucket.key, (0, 0))
@@ -232,14 +239,14 @@ class Runner:
     async def sessions(self, query: SessionsQuery) -> dict[str, Any]:
         check_fields(query, self.rules, SESSION_EVENTS)
         period = Period.of(query.from_, query.to, query.tz, query.interval)
-        rows = await self._rows(sessions_sql(self.rules.app_id, query, period))
+        rows = await self._rows(self.dialect.sessions_sql(self.rules.app_id, query, period))
         return sessions_answer(rows, period)
 
     async def funnel(self, query: FunnelQuery) -> dict[str, Any]:
         names = [self.rules.same_event(step.event) for step in query.steps]
         check_fields(query, self.rules, sorted({n for step in names for n in step}))
         period = Period.of(query.from_, query.to, query.tz, Interval.DAY)
-        rows = await self._rows(funnel_sql(self.rules.app_id, query, period, names))
+        rows = await self._rows(self.dialect.funnel_sql(self.rules.app_id, query, period, names))
         return funnel_answer(query, rows)
 
     async def retention(self, query: RetentionQuery) -> dict[str, Any]:
@@ -247,7 +254,9 @@ class Runner:
         back = self.rules.same_event(query.return_event.event)
         check_fields(query, self.rules, sorted({*start, *back}))
         period = retention_period(query)
-        rows = await self._rows(retention_sql(self.rules.app_id, query, period, start, back))
+        rows = await self._rows(
+            self.dialect.retention_sql(self.rules.app_id, query, period, start, back)
+        )
         return retention_answer(query, period, rows)
 
 

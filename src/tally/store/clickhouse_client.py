@@ -107,6 +107,13 @@ def create_database(url: ClickHouseUrl) -> None:
         client.disconnect()
 
 
+@dataclass(frozen=True)
+class Raw:
+    """A parameter written into the SQL as it is (a name the caller made, never user input)."""
+
+    text: str
+
+
 def positional(sql: str, params: Sequence[Any], client: Client) -> str:
     """``sql`` with each ``%s`` replaced by the next parameter as a ClickHouse literal (escaped by
     the driver: strings quoted, tuples as ``(a, b)`` for ``IN``, lists as arrays); ``%%`` is a
@@ -115,6 +122,8 @@ def positional(sql: str, params: Sequence[Any], client: Client) -> str:
 
 
 def _literal(value: Any, client: Client) -> str:
+    if isinstance(value, Raw):
+        return value.text
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, (list, tuple)):

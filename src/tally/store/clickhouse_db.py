@@ -22,9 +22,17 @@ from tally.store.base import EXPORT_COLUMNS, Deletion, ExportQuery
 from tally.store.clickhouse_client import (
     ClickHouseUrl,
     Connections,
+    Raw,
     create_database,
     positional,
     wait_for_mutations,
+)
+from tally.store.clickhouse_persons import (
+    PLACEHOLDER_ROW,
+    PersonIds,
+    Persons,
+    TableParam,
+    persons_of,
 )
 from tally.store.clickhouse_rows import (
     INSERT_COLUMNS,
@@ -354,9 +362,42 @@ class ClickHouseDB:
         return [DiscardCount(rule=r, day=d, count=int(c)) for r, d, c in rows]
 
     def run_sql(self, sql: str, params: Sequence[Any]) -> list[tuple]:
-        """A read-only analytics query with positional ``%s`` parameters (``positional``)."""
+        """A read-only analytics query with positional ``%s`` parameters (``positional``).
+        A table parameter (``clickhouse_persons``) is sent as an external table and its ``%s``
+        becomes the table's name."""
         client = self.conn.get()
-        return client.execute(positional(sql, params, client))
+        values: list[Any] = []
+        tables: dict[str, dict[str, Any]] = {}
+        for value in params:
+            if isinstance(value, Persons | PersonIds):
+                tables.setdefault(value.name, self._external_table(value))
+                values.append(Raw(value.name))
+            else:
+                values.append(value)
+        return client.execute(
+            positional(sql, values, client), external_tables=list(tables.values()) or None
+        )
+
+    def _external_table(self, table: TableParam) -> dict[str, Any]:
+        if isinstance(table, PersonIds):
+            ids = self.person_ids(table.app_id, table.customer)
+            return {
+                "name": table.name,
+                "structure": [("id", "String")],
+                "data": [{"id": i} for i in ids],
+            }
+        rows = self.conn.execute(
+            f"SELECT DISTINCT from_id, to_id FROM {self._t('identity_links')} "
+            "WHERE app_id = %(app)s",
+            {"app": table.app_id},
+        )
+        persons = persons_of(rows)
+        data = [{"id": i, "person": p} for i, p in (PLACEHOLDER_ROW, *persons.items())]
+        return {
+            "name": table.name,
+            "structure": [("id", "String"), ("person", "String")],
+            "data": data,
+        }
 
     # exports
 

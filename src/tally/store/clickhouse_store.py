@@ -36,6 +36,9 @@ EXPORT_PAGE_ROWS = 50_000
 
 
 class ClickHouseStore:
+    dialect = "clickhouse"
+    """The SQL ``run_sql`` takes (``tally.query.dialects``)."""
+
     def __init__(
         self,
         url: str,
@@ -85,7 +88,9 @@ class ClickHouseStore:
         return await self._run(self.db.discard_counts, app_id, since)
 
     async def run_sql(self, sql: str, params: list[Any]) -> list[tuple]:
-        """``sql`` with positional ``%s`` parameters (``clickhouse_client.positional``)."""
+        """``sql`` with positional ``%s`` parameters (``clickhouse_client.positional``), as
+        ``tally.query.dialects.CLICKHOUSE`` compiles it; a parameter may stand for a table of
+        people (``clickhouse_persons``)."""
         return await self._run(self.db.run_sql, sql, params)
 
     def subscribe(

@@ -50,6 +50,9 @@ def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
 
 
 class EmbeddedStore:
+    dialect = "duckdb"
+    """The SQL ``run_sql`` takes (``tally.query.dialects``)."""
+
     def __init__(
         self,
         data_dir: Path,

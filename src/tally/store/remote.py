@@ -26,6 +26,8 @@ from tally.store.wire import encode_batch, frame, read_frame
 
 
 class RemoteStore:
+    dialect = "duckdb"
+    """The SQL ``run_sql`` takes (``tally.query.dialects``): the store server's DuckDB."""
     export_page_rows = 50_000
     """Rows per export page message."""
 
