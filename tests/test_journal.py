@@ -170,7 +170,12 @@ async def test_a_failing_load_keeps_the_events_and_is_reported_until_it_succeeds
         await asyncio.sleep(0.01)
     with pytest.raises(StoreUnavailable, match="cannot load its journal"):
         await store.check_writable()
+    # while loading fails, reads answer from what is loaded; changes to stored data are refused
+    assert await store.discard_counts(APP) == []
+    with pytest.raises(StoreUnavailable, match="cannot load its journal"):
+        await store.delete_person(APP, "someone")
     store.db.conn.execute("ALTER TABLE events_moved RENAME TO events")
+    store.loaded(timeout=10)  # the next attempt succeeds, without a restart
     assert [r["name"] for r in await store.fetch_events(EventQuery(app_id=APP))] == ["kept"]
     await store.check_writable()
     await store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -93,6 +94,13 @@ def _naive(value: datetime) -> datetime:
 def _carries_links(events: pa.Table) -> bool:
     both = pc.and_(pc.is_valid(events["user_id"]), pc.is_valid(events["device_id"]))
     return bool(pc.any(both).as_py()) or bool(pc.any(pc.equal(events["name"], LINK_EVENT)).as_py())
+
+
+def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
+    """Roll back after a failure, if there is still a transaction: a COMMIT that failed (a full
+    disk) has ended it already, and the original error is the one to report."""
+    with contextlib.suppress(duckdb.TransactionException):
+        cur.execute("ROLLBACK")
 
 
 def _utcnow() -> datetime:
@@ -196,7 +204,7 @@ class DuckDBStore:
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         finally:
             conn.close()
@@ -282,7 +290,7 @@ class DuckDBStore:
                 cur.execute("UPDATE journal_state SET loaded_seq = ?", [position])
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            _rollback(cur)
             raise
         if stored is not None and self.on_commit is not None:
             try:
@@ -439,7 +447,7 @@ class DuckDBStore:
                 )
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                _rollback(cur)
                 raise
 
     def discard_counts(self, app_id: str, since: date | None = None) -> list[DiscardCount]:
@@ -548,7 +556,7 @@ class DuckDBStore:
                 self._record_deletion(cur, record)
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                _rollback(cur)
                 raise
         return record
 
@@ -573,7 +581,7 @@ class DuckDBStore:
                     self._record_deletion(cur, record)
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                _rollback(cur)
                 raise
         return record
 
@@ -634,7 +642,7 @@ class DuckDBStore:
                 )
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                _rollback(cur)
                 raise
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from tally.sink import AppendBatch, AppendResult, StoreUnavailable
 from tally.store.base import Deletion, ExportQuery
 from tally.store.duckdb_store import DuckDBStore
 from tally.store.group_commit import GroupCommitter
-from tally.store.journal import Journal
+from tally.store.journal import MIN_FREE_BYTES, Journal
 from tally.store.journal_loader import MAX_LOAD_ROWS, JournalLoader
 from tally.store.journal_writer import JournalWriter
 from tally.store.live import LiveHub
@@ -68,7 +68,9 @@ class EmbeddedStore:
         self.db.on_commit = self.live.publish
         self.journal = Journal(data_dir)
         self._recover()
-        self.loader = JournalLoader(self.db, self._loaded, loaded_seq=self.journal.last_seq)
+        self.loader = JournalLoader(
+            self.db, self._loaded, on_failed=self._load_failed, loaded_seq=self.journal.last_seq
+        )
         recent = RecentIds()
         for hi, lo in reversed(self.db.newest_client_ids(recent.capacity)):
             recent.add(RecentIds.key(hi, lo))
@@ -101,34 +103,47 @@ class EmbeddedStore:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake, seq)
 
-    def _wake(self, seq: int) -> None:
+    def _load_failed(self) -> None:
+        """From the loader thread: reads waiting for it go ahead with what is loaded."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake, None)
+
+    def _wake(self, seq: int | None) -> None:
+        """Resolve the waiters for records up to ``seq`` (None: every waiter)."""
         waiting = []
         for target, future in self._waiters:
-            if target <= seq:
+            if seq is None or target <= seq:
                 if not future.done():
                     future.set_result(None)
             else:
                 waiting.append((target, future))
         self._waiters = waiting
 
-    async def caught_up(self) -> None:
-        """Wait until every batch acknowledged so far is in DuckDB."""
+    async def caught_up(self, *, strict: bool = False) -> None:
+        """Wait until every batch acknowledged so far is in DuckDB.
+
+        While loading fails (a full disk, say) a read does not wait: it answers from what is
+        loaded, and ``check_writable`` (``/readyz``) reports the failure. A change to stored
+        data (``strict``: forgetting a person, say) must see every acknowledged event, so it
+        is refused with ``StoreUnavailable`` instead."""
         self._loop = asyncio.get_running_loop()
         target = self.journal.last_seq
-        if self.loader.loaded_seq >= target:
-            return
-        future: asyncio.Future[None] = self._loop.create_future()
-        self._waiters.append((target, future))
-        if self.loader.loaded_seq >= target:  # loaded while the waiter was being registered
-            self._wake(self.loader.loaded_seq)
-        try:
-            await asyncio.wait_for(future, CATCH_UP_TIMEOUT)
-        except TimeoutError:
-            error = self.loader.error
-            raise StoreUnavailable(
-                "the event store is behind its journal"
-                + (f": loading failed: {error}" if error else "")
-            ) from None
+        while self.loader.loaded_seq < target:
+            if self.loader.error is not None:
+                if strict:
+                    raise StoreUnavailable(
+                        f"the event store cannot load its journal: {self.loader.error}"
+                    )
+                return
+            future: asyncio.Future[None] = self._loop.create_future()
+            self._waiters.append((target, future))
+            if self.loader.loaded_seq >= target or self.loader.error is not None:
+                self._wake(None)  # loaded or failed while the waiter was being registered
+            try:
+                await asyncio.wait_for(future, CATCH_UP_TIMEOUT)
+            except TimeoutError:
+                raise StoreUnavailable("the event store is behind its journal") from None
 
     def loaded(self, timeout: float = CATCH_UP_TIMEOUT) -> DuckDBStore:
         """The DuckDB store once every batch acknowledged so far is in it (blocks the calling
@@ -148,11 +163,16 @@ class EmbeddedStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, function, *args)
 
+    async def _change(self, function: Callable[..., T], *args: Any) -> T:
+        await self.caught_up(strict=True)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, function, *args)
+
     async def fetch_failed(self, query: FailedQuery) -> list[FailedRecord]:
         return await self._read(self.db.fetch_failed, query)
 
     async def mark_replayed(self, app_id: str, replayed: list[ReplayedEvent]) -> None:
-        await self._read(self.db.mark_replayed, app_id, replayed)
+        await self._change(self.db.mark_replayed, app_id, replayed)
 
     async def discard_counts(self, app_id: str, since: date | None = None) -> list[DiscardCount]:
         return await self._read(self.db.discard_counts, app_id, since)
@@ -202,12 +222,15 @@ class EmbeddedStore:
         return await self._read(self.db.stored_ids, app_id, ids, since, until)
 
     async def delete_person(self, app_id: str, user: str) -> Deletion:
-        return await self._read(self.db.delete_person, app_id, user)
+        return await self._change(self.db.delete_person, app_id, user)
 
     async def delete_expired(self, app_id: str, before: datetime) -> Deletion:
-        return await self._read(self.db.delete_expired, app_id, before)
+        return await self._change(self.db.delete_expired, app_id, before)
 
     async def check_writable(self) -> None:
+        free = self.journal.free_bytes()
+        if free < MIN_FREE_BYTES:
+            raise StoreUnavailable(f"the data folder's disk is full ({free} bytes free)")
         if self.loader.error is not None:
             raise StoreUnavailable(f"the event store cannot load its journal: {self.loader.error}")
         loop = asyncio.get_running_loop()

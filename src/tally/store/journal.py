@@ -25,6 +25,8 @@ log = logging.getLogger("tally.store")
 MAGIC = b"TALLYJ01"
 """Format marker and version of a journal file; a file with another marker is refused."""
 RECORD = struct.Struct("<IIQ")
+MIN_FREE_BYTES = 1024 * 1024
+"""Below this much free space the store reports itself not ready (``/readyz``)."""
 SEGMENT_BYTES = 64 * 1024 * 1024
 """A new file is started once the current one is this large; loaded files are deleted whole."""
 
@@ -142,6 +144,11 @@ class Journal:
             os.close(fd)
             raise
         self._file, self._path, self._size = fd, path, len(MAGIC)
+
+    def free_bytes(self) -> int:
+        """Space left for the journal on its filesystem (for unprivileged writers)."""
+        stats = os.statvfs(self.dir)
+        return stats.f_bavail * stats.f_frsize
 
     def release(self, through: int) -> int:
         """Delete files whose records are all loaded (sequence numbers up to ``through``); the

@@ -23,8 +23,9 @@ log = logging.getLogger("tally.store")
 
 MAX_LOAD_ROWS = 100_000
 MAX_PENDING_ROWS = 200_000
-RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
-"""Waits between attempts when a load fails (a full disk, say); the last one repeats."""
+RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0)
+"""Waits between attempts when a load fails (a full disk, say); the last one repeats, so loading
+resumes within 2 s of the cause going away."""
 
 
 class JournalLoader:
@@ -33,6 +34,7 @@ class JournalLoader:
         db: DuckDBStore,
         on_loaded: Callable[[int], None],
         *,
+        on_failed: Callable[[], None] = lambda: None,
         loaded_seq: int,
         max_rows: int = MAX_LOAD_ROWS,
         max_pending: int = MAX_PENDING_ROWS,
@@ -40,6 +42,8 @@ class JournalLoader:
         self.db = db
         self.on_loaded = on_loaded
         """Called from the loader thread with the sequence number loaded through."""
+        self.on_failed = on_failed
+        """Called from the loader thread when a load fails (``error`` is set)."""
         self.loaded_seq = loaded_seq
         self.max_rows = max_rows
         self.max_pending = max_pending
@@ -102,6 +106,7 @@ class JournalLoader:
                 if self._closing and attempt >= 2:
                     log.exception("loading the journal failed; the next start loads the rest")
                     return
+                self.on_failed()
                 wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
                 attempt += 1
                 log.exception("loading the journal into DuckDB failed; retrying in %ss", wait)
