@@ -32,6 +32,25 @@ catalog_option = click.option(
 )
 
 
+store_option = click.option(
+    "--store",
+    envvar="TALLY_STORE",
+    default=None,
+    metavar="URL",
+    help="Event store URL, e.g. clickhouse://127.0.0.1:9000/tally "
+    "(default: DuckDB in the data folder).",
+)
+log_option = click.option(
+    "--log",
+    "log_url",
+    envvar="TALLY_LOG",
+    default=None,
+    metavar="URL",
+    help="Log between collectors and the store, e.g. nats://127.0.0.1:4222 (needs --store; "
+    "`tally loader` moves it into the store). See docs/scaling.md.",
+)
+
+
 def _settings(data_dir: str, catalog: str | None, **extra: Any) -> Settings:
     return Settings(data_dir=data_dir, catalog=catalog, **extra)  # type: ignore[arg-type]
 
@@ -58,6 +77,8 @@ def main() -> None:
 @main.command()
 @data_option
 @catalog_option
+@store_option
+@log_option
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="TALLY_HOST")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, envvar="TALLY_PORT")
 @click.option(
@@ -84,12 +105,17 @@ def main() -> None:
 def serve(
     data_dir: str,
     catalog: str | None,
+    store: str | None,
+    log_url: str | None,
     host: str,
     port: int,
     workers: int | None,
     **limit_options: int | None,
 ) -> None:
     """Run the server (embedded DuckDB + SQLite in the data folder by default).
+
+    Scale-out (docs/scaling.md): --store clickhouse://... --log nats://... makes this a collector
+    that acknowledges events once JetStream has them and reads from ClickHouse.
 
     Limits can also be set with TALLY_MAX_BODY_BYTES, TALLY_MAX_EVENT_BYTES,
     TALLY_MAX_EVENTS_PER_REQUEST, TALLY_MAX_PROPERTIES and TALLY_DEDUP_WINDOW_DAYS.
@@ -106,11 +132,17 @@ def serve(
     settings = _settings(
         data_dir,
         catalog,
+        store=store,
+        log=log_url,
         host=host,
         port=port,
         workers=workers or default_workers(),
         limits=limits,
     )
+    try:
+        settings.check()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     import duckdb
 
     try:
@@ -124,6 +156,62 @@ def serve(
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"
         ) from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("clickhouse_driver"):
+            raise click.ClickException(f"cannot use the event store {store}: {exc}") from exc
+        raise
+
+
+@main.command("loader")
+@click.option(
+    "--log",
+    "log_url",
+    envvar="TALLY_LOG",
+    required=True,
+    metavar="URL",
+    help="The log to read, e.g. nats://127.0.0.1:4222 (as given to tally serve).",
+)
+@click.option(
+    "--store",
+    envvar="TALLY_STORE",
+    required=True,
+    metavar="URL",
+    help="The event store to fill, e.g. clickhouse://127.0.0.1:9000/tally.",
+)
+@click.option(
+    "--batch",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Most messages per insert.",
+)
+@click.option(
+    "--max-wait",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0.0, 60.0),
+    help="Seconds to gather a batch after its first message.",
+)
+@click.option(
+    "--ack-wait",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1.0),
+    help="Seconds before JetStream redelivers what a loader took and did not "
+    "acknowledge (set when the consumer is created).",
+)
+def loader_command(log_url: str, store: str, batch: int, max_wait: float, ack_wait: float) -> None:
+    """Move events from the log (NATS JetStream) into the event store (ClickHouse).
+
+    Run one or more per deployment: they share one durable consumer. Stops on SIGTERM or
+    Ctrl-C after storing and acknowledging the batch in hand.
+    """
+    from tally.log.loader import run_loader
+
+    try:
+        run_loader(log_url, store, batch=batch, max_wait=max_wait, ack_wait=ack_wait)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()

@@ -23,6 +23,10 @@ class Settings:
         default_factory=lambda: Path(os.environ.get("TALLY_DATA", DEFAULT_DATA_DIR))
     )
     catalog: str | None = field(default_factory=lambda: os.environ.get("TALLY_CATALOG") or None)
+    store: str | None = field(default_factory=lambda: os.environ.get("TALLY_STORE") or None)
+    """Event store URL (``clickhouse://...``); None: DuckDB in the data folder."""
+    log: str | None = field(default_factory=lambda: os.environ.get("TALLY_LOG") or None)
+    """Log URL (``nats://...``) between collectors and the store; None: no log (embedded)."""
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     workers: int = field(default_factory=default_workers)
@@ -31,6 +35,24 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for a combination that cannot run."""
+        if self.store is not None and not self.store.startswith("clickhouse://"):
+            raise ValueError(f"--store takes a clickhouse:// URL (got {self.store!r})")
+        if self.log is not None:
+            if not self.log.startswith(("nats://", "tls://")):
+                raise ValueError(f"--log takes a nats:// URL (got {self.log!r})")
+            if self.store is None:
+                raise ValueError(
+                    "--log needs --store: the loaders (`tally loader`) move the log into an event "
+                    "store that the collectors read, e.g. --store clickhouse://127.0.0.1:9000/tally"
+                )
+
+    @property
+    def external_store(self) -> bool:
+        """The events live outside the data folder (ClickHouse, behind a log or not)."""
+        return self.store is not None
 
     @property
     def catalog_url(self) -> str:

@@ -19,10 +19,13 @@ import time
 from datetime import timedelta
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tally.config import Settings
 from tally.process import exit_with_parent
+
+if TYPE_CHECKING:
+    from tally.store.base import EventStore
 
 log = logging.getLogger("tally.serve")
 _spawn = multiprocessing.get_context("spawn")
@@ -49,7 +52,6 @@ def _uvicorn_config(app: object, settings: Settings):  # type: ignore[no-untyped
 def prepare(settings: Settings) -> list[str]:
     """Create the data folder and run every pending migration; returns what was done."""
     from tally.catalog import Catalog
-    from tally.store.duckdb_store import DuckDBStore
 
     settings.ensure_data_dir()
     done = []
@@ -59,13 +61,27 @@ def prepare(settings: Settings) -> list[str]:
             done.append(f"catalog schema -> version {version}")
     finally:
         catalog.close()
+    for version in _migrate_event_store(settings):
+        done.append(f"event store schema -> version {version}")
+    return done
+
+
+def _migrate_event_store(settings: Settings) -> list[int]:
+    if settings.store is not None:
+        from tally.store.clickhouse_db import ClickHouseDB
+
+        clickhouse = ClickHouseDB(settings.store, dedup_window=_dedup_window(settings))
+        try:
+            return clickhouse.migrate()
+        finally:
+            clickhouse.close()
+    from tally.store.duckdb_store import DuckDBStore
+
     store = DuckDBStore(settings.data_dir)
     try:
-        for version in store.migrate():
-            done.append(f"event store schema -> version {version}")
+        return store.migrate()
     finally:
         store.close()
-    return done
 
 
 def first_run_hint(settings: Settings) -> str | None:
@@ -89,6 +105,22 @@ def _dedup_window(settings: Settings) -> timedelta:
     return timedelta(days=settings.limits.dedup_window_days)
 
 
+def external_store(settings: Settings) -> EventStore:
+    """The event store of one collector process when the events live outside the data folder:
+    ClickHouse for reads, and the log (if any) as the sink (``tally.log.store``)."""
+    from tally.store.clickhouse_store import ClickHouseStore
+
+    reader = ClickHouseStore(
+        settings.store or "", dedup_window=_dedup_window(settings), migrate=False
+    )
+    if settings.log is None:
+        return reader  # every request one ClickHouse insert: small set-ups and tests only
+    from tally.log.nats_log import NatsLog
+    from tally.log.store import LoggedStore
+
+    return LoggedStore(NatsLog(settings.log), reader)
+
+
 def _run_single(settings: Settings, sock: socket.socket) -> None:
     import uvicorn
 
@@ -97,12 +129,16 @@ def _run_single(settings: Settings, sock: socket.socket) -> None:
     from tally.http.services import Services
     from tally.store.embedded import EmbeddedStore
 
-    store = EmbeddedStore(
-        settings.data_dir,
-        dedup_window=_dedup_window(settings),
-        commit_delay=settings.commit_delay,
-        migrate=False,
-    )
+    store: EventStore
+    if settings.external_store:
+        store = external_store(settings)
+    else:
+        store = EmbeddedStore(
+            settings.data_dir,
+            dedup_window=_dedup_window(settings),
+            commit_delay=settings.commit_delay,
+            migrate=False,
+        )
     services = Services(catalog=Catalog(settings.catalog_url), store=store, limits=settings.limits)
     server = uvicorn.Server(_uvicorn_config(TallyApp(services), settings))
     server.run(sockets=[sock])
@@ -121,7 +157,7 @@ def _worker_main(
 
     services = Services(
         catalog=Catalog(settings.catalog_url),
-        store=RemoteStore(socket_path),
+        store=external_store(settings) if settings.external_store else RemoteStore(socket_path),
         limits=settings.limits,
     )
     server = uvicorn.Server(_uvicorn_config(TallyApp(services), settings))
@@ -191,7 +227,8 @@ class Supervisor:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request_stop)
-        self.start_store()
+        if not self.settings.external_store:  # else each worker reaches the store itself
+            self.start_store()
         self.workers = [self.start_worker() for _ in range(self.settings.workers)]
         while not self.stopping:
             time.sleep(0.2)
@@ -226,6 +263,7 @@ class Supervisor:
 
 
 def serve(settings: Settings) -> None:
+    settings.check()
     for line in prepare(settings):
         print(f"migrated {line}", file=sys.stderr)
     run_dir = settings.run_dir
@@ -239,8 +277,11 @@ def serve(settings: Settings) -> None:
     shape = (
         "one process"
         if settings.workers == 1
-        else f"{settings.workers} HTTP workers + 1 store process"
+        else f"{settings.workers} HTTP workers"
+        + ("" if settings.external_store else " + 1 store process")
     )
+    if settings.external_store:
+        shape += f"; events to {settings.log or settings.store}, read from {settings.store}"
     print(
         f"Tally listening on http://{host}:{port} ({shape}; data in {settings.data_dir})",
         flush=True,

@@ -152,13 +152,22 @@ class ClickHouseDB:
 
     # writes
 
-    def append(self, batch: AppendBatch) -> AppendResult:
+    def append(
+        self,
+        batch: AppendBatch,
+        *,
+        check_stored: bool = True,
+        failed_ids: Sequence[str] | None = None,
+    ) -> AppendResult:
         """Store one batch: events, the identity links they state, failed events, discards.
 
         Not one transaction (ClickHouse has none): events go first, so a batch cut off half-way
         and sent again stores its events once (see ``_new_rows`` and the ReplacingMergeTree key).
+        The log's loaders pass ``check_stored=False`` (the log dropped retries already; a
+        redelivered copy is collapsed by the key) and ``failed_ids`` (ids that stay the same when
+        a batch is redelivered, so a failed event replaces itself).
         """
-        rows, duplicates = self._new_rows(batch.events)
+        rows, duplicates = self._new_rows(batch.events, check_stored=check_stored)
         if rows:
             self.conn.execute(
                 f"INSERT INTO {self._t('events')} ({', '.join(map(quote, INSERT_COLUMNS))}) VALUES",
@@ -176,7 +185,10 @@ class ClickHouseDB:
             self.conn.execute(
                 f"INSERT INTO {self._t('failed_events')} (id, app_id, received_at, protocol, "
                 "reason, message, payload, name, event_index, replay, version) VALUES",
-                [(uuid7(), *row, 0) for row in batch.failed],
+                [
+                    (failed_ids[i] if failed_ids else uuid7(), *row, 0)
+                    for i, row in enumerate(batch.failed)
+                ],
                 settings=self._insert_settings,
             )
         if batch.discarded:
@@ -193,7 +205,20 @@ class ClickHouseDB:
                 log.exception("live stream publish failed")
         return AppendResult(accepted=len(rows), duplicates=duplicates)
 
-    def _new_rows(self, rows: Sequence[tuple]) -> tuple[list[tuple], int]:
+    def insert_event_columns(self, columns: Sequence[Sequence[Any]]) -> None:
+        """Bulk load (the query benchmark): events given as columns in ``INSERT_COLUMNS`` order,
+        inserted as they are in one statement. Unlike ``append``: no dedup check, no identity
+        links (insert those into ``identity_links`` yourself), no live stream."""
+        self.conn.execute(
+            f"INSERT INTO {self._t('events')} ({', '.join(map(quote, INSERT_COLUMNS))}) VALUES",
+            columns,
+            columnar=True,
+            settings=self._insert_settings,
+        )
+
+    def _new_rows(
+        self, rows: Sequence[tuple], *, check_stored: bool = True
+    ) -> tuple[list[tuple], int]:
         """The rows to insert and how many were duplicates.
 
         Best effort: a client-supplied id counts as a duplicate when it came earlier in the batch
@@ -213,7 +238,7 @@ class ClickHouseDB:
                 seen.add(key)
                 claimed.setdefault(key[0], []).append(key[1])
             first.append(row)
-        if not claimed:
+        if not claimed or not check_stored:
             return first, len(rows) - len(first)
         window = int(self.dedup_window.total_seconds())
         stored: set[tuple[str, str]] = set()
