@@ -122,6 +122,12 @@ def seconds_after(column: str, seconds_param: str = "?") -> str:
     return f"{column} + to_seconds(CAST({seconds_param} AS BIGINT))"
 
 
+def earliest_after(times: str, after: str, entry: str) -> str:
+    """The earliest of the list ``times`` later than ``after`` and at most a number of seconds
+    (a parameter) after ``entry``; NULL if none is."""
+    return f"list_min(list_filter({times}, lambda x: x > {after} AND x <= {seconds_after(entry)}))"
+
+
 def periods_between(interval: str, earlier_local: str, later_local: str) -> str:
     """Whole day or week buckets between two local bucket starts."""
     return f"date_diff('{interval}', {earlier_local}, {later_local})"
