@@ -108,6 +108,39 @@ def _add_dashboard_users(conn: Connection) -> None:
     dashboard_sessions.create(conn)
 
 
+CHANGES_CHANNEL = "tally_catalog"
+"""PostgreSQL channel on which every change to an app's row (settings, keys, catalog version:
+every definition change bumps it) is announced with the app's id (``catalog.changes``)."""
+
+
+def _notify_app_changes(conn: Connection) -> None:
+    if conn.dialect.name != "postgresql":  # SQLite: one machine; workers re-read within 1 s
+        return
+    conn.execute(
+        sa.text(
+            f"""
+            CREATE OR REPLACE FUNCTION tally_catalog_notify() RETURNS trigger AS $$
+            BEGIN
+                IF TG_OP = 'DELETE' THEN
+                    PERFORM pg_notify('{CHANGES_CHANNEL}', OLD.id);
+                ELSE
+                    PERFORM pg_notify('{CHANGES_CHANNEL}', NEW.id);
+                END IF;
+                RETURN NULL;
+            END;
+            $$ LANGUAGE plpgsql
+            """
+        )
+    )
+    conn.execute(sa.text("DROP TRIGGER IF EXISTS tally_apps_changed ON apps"))
+    conn.execute(
+        sa.text(
+            "CREATE TRIGGER tally_apps_changed AFTER INSERT OR UPDATE OR DELETE ON apps "
+            "FOR EACH ROW EXECUTE FUNCTION tally_catalog_notify()"
+        )
+    )
+
+
 MIGRATIONS: list[Migration[Connection]] = [
     Migration(1, "apps with public app key and hashed API secret", _create_apps),
     Migration(2, "per-app settings document", _add_app_settings),
@@ -115,4 +148,5 @@ MIGRATIONS: list[Migration[Connection]] = [
         3, "event definitions and aliases, and a version to reload them by", _add_definitions
     ),
     Migration(4, "dashboard users and their sessions", _add_dashboard_users),
+    Migration(5, "PostgreSQL: announce app changes on a channel", _notify_app_changes),
 ]

@@ -26,5 +26,6 @@ class Services:
         self.resolver = AppResolver(self.catalog)
 
     async def close(self) -> None:
+        self.resolver.close()
         await self.store.close()
         self.catalog.close()
