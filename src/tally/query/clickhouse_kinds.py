@@ -39,7 +39,8 @@ def sessions_sql(app_id: str, query: SessionsQuery, period: Period) -> Sql:
     rows = (
         Sql(
             "SELECT ifNull(device_id, user_id) AS who, arraySort(x -> (tupleElement(x, 1), "
-            "tupleElement(x, 2)), groupArray((time, received_at, name, dur))) AS evs"
+            "tupleElement(x, 2), tupleElement(x, 3), tupleElement(x, 5)), "
+            "groupArray((time, received_at, name, dur, id))) AS evs"
         )
         + source(scope)
         + " GROUP BY who"

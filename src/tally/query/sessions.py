@@ -5,7 +5,8 @@ Countly requests (``begin_session``, ``session_duration``, ``end_session``) and 
 trackers both produce them. A start within 15 seconds of the device's previous end continues that
 session (Countly's cooldown). A session's duration is the sum of the ``dur`` of its updates and end
 (Countly), or else the time from its start to its end (Synerise), else 0. It counts in the bucket
-of its start.
+of its start. A device's events are taken in (time, received_at, name, id) order, so events at the
+same instant always fall the same way: an end before a start (``session.end`` sorts first).
 """
 
 from __future__ import annotations
@@ -51,17 +52,18 @@ def sessions_sql(app_id: str, query: SessionsQuery, period: Period) -> Sql:
     since = dialect.seconds_between("g.started", "g.ended")
     sql = Sql(
         "WITH s AS (SELECT coalesce(e.device_id, e.user_id) AS who, e.time, e.received_at, "
-        "e.name, e.dur"
+        "e.name, e.dur, e.id"
     )
     sql = sql + scope.source() + "), "
     sql = sql + (
         "m AS (SELECT *, name = 'session.start' AND NOT coalesce("
         f"{dialect.seconds_between('last_end', 'time')} < {COOLDOWN_SECONDS}, false) AS begins "
         "FROM (SELECT *, max(CASE WHEN name = 'session.end' THEN time END) OVER (PARTITION BY "
-        "who ORDER BY time, received_at ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) "
+        "who ORDER BY time, received_at, name, id "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) "
         "AS last_end FROM s)), "
         "n AS (SELECT *, sum(CASE WHEN begins THEN 1 ELSE 0 END) OVER (PARTITION BY who "
-        "ORDER BY time, received_at ROWS UNBOUNDED PRECEDING) AS sno FROM m), "
+        "ORDER BY time, received_at, name, id ROWS UNBOUNDED PRECEDING) AS sno FROM m), "
         "g AS (SELECT who, sno, min(time) FILTER (WHERE begins) AS started, "
         "sum(dur) FILTER (WHERE name <> 'session.start') AS durs, "
         "max(time) FILTER (WHERE name = 'session.end') AS ended FROM n WHERE sno > 0 "
