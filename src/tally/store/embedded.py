@@ -138,6 +138,7 @@ class EmbeddedStore:
                 return
             future: asyncio.Future[None] = self._loop.create_future()
             self._waiters.append((target, future))
+            self.loader.hurry()
             if self.loader.loaded_seq >= target or self.loader.error is not None:
                 self._wake(None)  # loaded or failed while the waiter was being registered
             try:

@@ -23,6 +23,10 @@ log = logging.getLogger("tally.store")
 
 MAX_LOAD_ROWS = 100_000
 MAX_PENDING_ROWS = 200_000
+LOAD_INTERVAL = 0.05
+"""Under steady ingest, a load starts at most this often (unless a read is waiting for it): each
+load has a fixed cost of several milliseconds in DuckDB, and a loader busy with back-to-back tiny
+loads also keeps taking the GIL from the threads that answer clients."""
 RETRY_SECONDS = (0.25, 0.5, 1.0, 2.0)
 """Waits between attempts when a load fails (a full disk, say); the last one repeats, so loading
 resumes within 2 s of the cause going away."""
@@ -53,6 +57,8 @@ class JournalLoader:
         self._pending_rows = 0
         self._changed = threading.Condition()
         self._closing = False
+        self._hurry = False
+        self._last_start = 0.0
         self._thread = threading.Thread(target=self._run, name="tally-load", daemon=True)
         self._thread.start()
 
@@ -68,6 +74,9 @@ class JournalLoader:
     def wait_loaded(self, seq: int, timeout: float) -> bool:
         """Block until records up to ``seq`` are loaded; False if ``timeout`` passed first."""
         with self._changed:
+            if self.loaded_seq < seq:
+                self._hurry = True
+                self._changed.notify_all()
             return self._changed.wait_for(lambda: self.loaded_seq >= seq, timeout)
 
     def offer(self, records: list[tuple[int, AppendBatch]]) -> None:
@@ -77,12 +86,29 @@ class JournalLoader:
             self._pending_rows += sum(max(batch.rows, 1) for _, batch in records)
             self._changed.notify_all()
 
+    def hurry(self) -> None:
+        """Someone waits to read what is pending: load it without waiting for company."""
+        with self._changed:
+            self._hurry = True
+            self._changed.notify_all()
+
     def _take(self) -> list[tuple[int, AppendBatch]] | None:
         with self._changed:
             while not self._pending and not self._closing:
                 self._changed.wait()
+            # After an idle spell load at once; right after another load, wait for company
+            # (LOAD_INTERVAL), unless a read is waiting or there is a full load already.
+            while (
+                not self._hurry
+                and not self._closing
+                and self._pending_rows < self.max_rows
+                and (due := self._last_start + LOAD_INTERVAL - time.monotonic()) > 0
+            ):
+                self._changed.wait(due)
             if not self._pending:
                 return None
+            self._hurry = False
+            self._last_start = time.monotonic()
             taken, rows = [], 0
             while self._pending and (not taken or rows + self._pending[0][1].rows <= self.max_rows):
                 record = self._pending[0]
