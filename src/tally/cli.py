@@ -217,14 +217,15 @@ def loader_command(log_url: str, store: str, batch: int, max_wait: float, ack_wa
 @main.command()
 @data_option
 @catalog_option
-def migrate(data_dir: str, catalog: str | None) -> None:
+@store_option
+def migrate(data_dir: str, catalog: str | None, store: str | None) -> None:
     """Bring the catalog and the event store schemas up to date (tally serve also does this)."""
     import duckdb
 
     from tally.serve import prepare
 
     try:
-        done = prepare(_settings(data_dir, catalog))
+        done = prepare(_settings(data_dir, catalog, store=store))
     except duckdb.IOException as exc:
         raise click.ClickException(
             f"the event store is in use (is tally serve running on this data folder?): {exc}"
@@ -555,7 +556,11 @@ def demo_events(days: int, now: datetime, seed: int = 7) -> list[dict[str, Any]]
 @click.option("--days", default=7, show_default=True, type=click.IntRange(1, 90))
 @data_option
 @catalog_option
-def demo_command(days: int, data_dir: str, catalog: str | None) -> None:
+@store_option
+@log_option
+def demo_command(
+    days: int, data_dir: str, catalog: str | None, store: str | None, log_url: str | None
+) -> None:
     """Create a demo app with a few days of events and a demo dashboard user. Running it again
     leaves what exists as it is and says so."""
     import asyncio
@@ -565,7 +570,7 @@ def demo_command(days: int, data_dir: str, catalog: str | None) -> None:
     from tally.http.services import Services
     from tally.transfer.importer import Importer, Row
 
-    settings = _settings(data_dir, catalog)
+    settings = _settings(data_dir, catalog, store=store, log=log_url)
     store = _catalog(settings)
     try:
         existing = [a for a in store.list_apps() if a.name == DEMO_APP]
@@ -722,7 +727,17 @@ if __name__ == "__main__":  # pragma: no cover
 )
 @data_option
 @catalog_option
-def query_command(app_ref: str, file: Any, output: str, data_dir: str, catalog: str | None) -> None:
+@store_option
+@log_option
+def query_command(
+    app_ref: str,
+    file: Any,
+    output: str,
+    data_dir: str,
+    catalog: str | None,
+    store: str | None,
+    log_url: str | None,
+) -> None:
     """Run an analytics QUERY file (JSON, see docs/queries.md; - reads standard input)."""
     import asyncio
 
@@ -731,7 +746,7 @@ def query_command(app_ref: str, file: Any, output: str, data_dir: str, catalog: 
     from tally.query.output import rows_of
     from tally.query.run import Runner
 
-    settings = _settings(data_dir, catalog)
+    settings = _settings(data_dir, catalog, store=store, log=log_url)
     store = _catalog(settings)
     app = _find_app(store, app_ref)
     try:
@@ -770,13 +785,23 @@ def query_command(app_ref: str, file: Any, output: str, data_dir: str, catalog: 
 
 
 async def _open_event_store(settings: Settings):  # type: ignore[no-untyped-def]
-    """The running server's store process if there is one, else the DuckDB file itself."""
+    """With ``--store`` (scale-out): that store, appends through ``--log`` when given. Else the
+    running server's store process if there is one, else the DuckDB file itself."""
     import duckdb
 
     from tally.sink import StoreUnavailable
     from tally.store.embedded import EmbeddedStore
     from tally.store.remote import RemoteStore
 
+    if settings.external_store:
+        from tally.serve import external_store, prepare
+
+        try:
+            settings.check()
+            prepare(settings)
+            return external_store(settings)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
     socket_path = settings.run_dir / "store.sock"
     if socket_path.exists():
         remote = RemoteStore(socket_path, connect_timeout=2.0)
@@ -800,6 +825,8 @@ async def _open_event_store(settings: Settings):  # type: ignore[no-untyped-def]
 async def _transfer_store(settings: Settings, instead: str):  # type: ignore[no-untyped-def]
     """The event store for a transfer command (see ``_open_event_store``), or a hint of what to
     do instead when a one-worker server holds the file."""
+    if settings.external_store:
+        return await _open_event_store(settings)
     try:
         return await _open_event_store(settings)
     except click.ClickException:
@@ -843,6 +870,8 @@ def _progress(length: int, label: str):  # type: ignore[no-untyped-def]
 )
 @data_option
 @catalog_option
+@store_option
+@log_option
 def export_command(
     app_ref: str,
     since: str | None,
@@ -852,6 +881,8 @@ def export_command(
     output: str,
     data_dir: str,
     catalog: str | None,
+    store: str | None,
+    log_url: str | None,
 ) -> None:
     """Export an app's events, oldest first, with their stored column names (CSV, JSON lines,
     Parquet). Works with or without a running server; the file is written as it goes."""
@@ -870,7 +901,7 @@ def export_command(
         check_range(first, last)
     except (TimeError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="'--from' / '--to'") from None
-    settings = _settings(data_dir, catalog)
+    settings = _settings(data_dir, catalog, store=store, log=log_url)
     app = _lookup_app(settings, app_ref)
     query = ExportQuery(app_id=app.id, since=first, until=last, user=user)
     partial = f"{output}.partial"
@@ -923,8 +954,17 @@ def export_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @data_option
 @catalog_option
+@store_option
+@log_option
 def import_command(
-    app_ref: str, file: str, fmt: str | None, as_json: bool, data_dir: str, catalog: str | None
+    app_ref: str,
+    file: str,
+    fmt: str | None,
+    as_json: bool,
+    data_dir: str,
+    catalog: str | None,
+    store: str | None,
+    log_url: str | None,
 ) -> None:
     """Import events from FILE (as tally export writes them, or JSON lines of native events)
     through the app's rules. Rejected rows become failed events; rows with ids already stored
@@ -946,7 +986,7 @@ def import_command(
         limits = Limits.from_env()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    settings = _settings(data_dir, catalog)
+    settings = _settings(data_dir, catalog, store=store, log=log_url)
     catalog_store = _catalog(settings)
     app = _find_app(catalog_store, app_ref)
 
@@ -1002,15 +1042,24 @@ def import_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the deletion record as JSON.")
 @data_option
 @catalog_option
+@store_option
+@log_option
 def forget_command(
-    app_ref: str, user: str, yes: bool, as_json: bool, data_dir: str, catalog: str | None
+    app_ref: str,
+    user: str,
+    yes: bool,
+    as_json: bool,
+    data_dir: str,
+    catalog: str | None,
+    store: str | None,
+    log_url: str | None,
 ) -> None:
     """Erase a person (GDPR): delete every event and identity link of USER and every id linked
     to it, whatever the events' time, and record the deletion. Export it first with
     tally export --user USER."""
     import asyncio
 
-    settings = _settings(data_dir, catalog)
+    settings = _settings(data_dir, catalog, store=store, log=log_url)
     app = _lookup_app(settings, app_ref)
     if not yes:
         click.confirm(
@@ -1048,15 +1097,22 @@ def forget_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the deletions as JSON.")
 @data_option
 @catalog_option
+@store_option
+@log_option
 def retention_command(
-    app_ref: str | None, as_json: bool, data_dir: str, catalog: str | None
+    app_ref: str | None,
+    as_json: bool,
+    data_dir: str,
+    catalog: str | None,
+    store: str | None,
+    log_url: str | None,
 ) -> None:
     """Delete events whose time is older than their app's retention_days, now."""
     import asyncio
 
     from tally.transfer.retention import apply_retention
 
-    settings = _settings(data_dir, catalog)
+    settings = _settings(data_dir, catalog, store=store, log=log_url)
     catalog_store = _catalog(settings)
     try:
         apps = [_find_app(catalog_store, app_ref)] if app_ref else catalog_store.list_apps()
