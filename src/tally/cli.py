@@ -143,15 +143,12 @@ def serve(
         settings.check()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    import duckdb
+    from tally.serve import PrepareError
 
     try:
         run_server(settings)
-    except duckdb.IOException as exc:
-        raise click.ClickException(
-            f"the event store in {settings.data_dir} is in use by another process "
-            f"(another tally serve?): {exc}"
-        ) from exc
+    except PrepareError as exc:
+        raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}"

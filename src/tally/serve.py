@@ -262,9 +262,71 @@ class Supervisor:
                 self.store.kill()
 
 
+class PrepareError(Exception):
+    """Migrating before start-up failed for a reason the user can act on (the message says)."""
+
+
+def _explain(exc: BaseException, settings: Settings) -> str | None:
+    """A user-facing message for a start-up failure, or None if it is unexpected."""
+    module = type(exc).__module__
+    if module.startswith(("duckdb", "_duckdb")) and "lock" in str(exc).lower():
+        return (
+            f"the event store in {settings.data_dir} is in use by another process "
+            f"(another tally serve?): {exc}"
+        )
+    if module.startswith("clickhouse_driver"):
+        return f"cannot use the event store {settings.store}: {exc}"
+    return None
+
+
+def _prepare_and_hint(settings: Settings) -> tuple[list[str], str | None]:
+    try:
+        return prepare(settings), first_run_hint(settings)
+    except Exception as exc:
+        message = _explain(exc, settings)
+        if message is not None:
+            raise PrepareError(message) from exc
+        raise
+
+
+def _prepare_child(settings: Settings, conn: Any) -> None:
+    try:
+        conn.send(("ok", *_prepare_and_hint(settings)))
+    except PrepareError as exc:
+        conn.send(("error", str(exc), None))
+    except BaseException as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}", None))
+    finally:
+        conn.close()
+
+
+def _prepare_in_child(settings: Settings) -> tuple[list[str], str | None]:
+    """``prepare`` and ``first_run_hint`` in a short-lived process: the supervisor of several
+    workers then never imports DuckDB, Arrow or SQLAlchemy (about 100 MB it would hold for the
+    server's whole life while doing nothing but supervising)."""
+    parent, child = _spawn.Pipe(duplex=False)
+    process = _spawn.Process(target=_prepare_child, args=(settings, child), name="tally-migrate")
+    process.start()
+    child.close()
+    try:
+        outcome, first, second = parent.recv()
+    except EOFError:
+        process.join()
+        raise RuntimeError(f"migrating failed (exit code {process.exitcode})") from None
+    process.join()
+    if outcome == "error":
+        raise PrepareError(first)
+    if outcome == "failed":
+        raise RuntimeError(f"migrating failed: {first}")
+    return first, second
+
+
 def serve(settings: Settings) -> None:
     settings.check()
-    for line in prepare(settings):
+    done, hint = (
+        _prepare_and_hint(settings) if settings.workers == 1 else _prepare_in_child(settings)
+    )
+    for line in done:
         print(f"migrated {line}", file=sys.stderr)
     run_dir = settings.run_dir
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -291,7 +353,6 @@ def serve(settings: Settings) -> None:
         f"`tally apps create NAME --data {settings.data_dir}`)",
         flush=True,
     )
-    hint = first_run_hint(settings)
     if hint is not None:
         log.warning(hint)
     if settings.workers == 1:
