@@ -7,34 +7,18 @@ the same events into either; every oracle test then runs once per store.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from tally.store.base import EventStore
-from tally.store.clickhouse_client import ClickHouseUrl
 from tally.store.clickhouse_store import ClickHouseStore
 from tally.store.embedded import EmbeddedStore
+from tally.testing.clickhouse_databases import drop_database, fresh_database_url
 
 STORES = ["duckdb", "clickhouse"]
-
-
-def fresh_clickhouse_url(server_url: str) -> str:
-    name = f"tally_test_{uuid.uuid4().hex[:12]}"
-    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-
-
-def drop_database(url: str) -> None:
-    parsed = ClickHouseUrl.parse(url)
-    client = parsed.client(database="default")
-    try:
-        client.execute(f"DROP DATABASE IF EXISTS {parsed.database}")
-    finally:
-        client.disconnect()
 
 
 @asynccontextmanager
@@ -45,7 +29,7 @@ async def open_store(
     if kind == "duckdb":
         yield EmbeddedStore(data_dir)
         return
-    url = fresh_clickhouse_url(request.getfixturevalue("clickhouse_url"))
+    url = fresh_database_url(request.getfixturevalue("clickhouse_url"))
     try:
         yield ClickHouseStore(url)
     finally:

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tally.store.clickhouse_client import ClickHouseUrl
 from tally.store.clickhouse_db import ClickHouseDB
+from tally.testing.clickhouse_databases import drop_database, fresh_database_url
 
 
 @pytest.fixture
 def ch_url(clickhouse_url: str) -> Iterator[str]:
     """``clickhouse://.../tally_test_<random>``: created by the store, dropped afterwards."""
-    name = f"tally_test_{uuid.uuid4().hex[:12]}"
-    url = urlunsplit(urlsplit(clickhouse_url)._replace(path=f"/{name}"))
+    url = fresh_database_url(clickhouse_url)
     yield url
-    client = ClickHouseUrl.parse(url).client(database="default")
-    try:
-        client.execute(f"DROP DATABASE IF EXISTS {name}")
-    finally:
-        client.disconnect()
+    drop_database(url)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from stored_events import batch, ev
 from tally.catalog import Catalog, sqlite_url
 from tally.cli import main
 from tally.store.clickhouse_db import ClickHouseDB
+from tally.testing.clickhouse_databases import drop_database
 
 
 def test_export_import_forget_and_query_on_clickhouse(tmp_path: Path, ch_url: str) -> None:
@@ -54,8 +55,8 @@ def test_export_import_forget_and_query_on_clickhouse(tmp_path: Path, ch_url: st
             "e3",
         ]
     finally:
-        target.conn.execute(f"DROP DATABASE IF EXISTS {target.url.database}")
         target.close()
+        drop_database(target_url)
 
     query = tmp_path / "query.json"
     query.write_text(

@@ -22,11 +22,10 @@ from tally.http.app import TallyApp
 from tally.http.services import Services
 from tally.limits import Limits
 from tally.query.dialects import CLICKHOUSE, DUCKDB, dialect_of
-from tally.store.clickhouse_db import ClickHouseDB
 from tally.store.clickhouse_persons import persons_of
-from tally.store.clickhouse_schema import MIGRATIONS, Ddl, Layout
 from tally.store.clickhouse_store import ClickHouseStore
 from tally.store.embedded import EmbeddedStore
+from tally.testing.clickhouse_databases import create_cluster_tables
 
 CHROME_ON_MAC = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -316,18 +315,8 @@ async def test_queries_on_the_cluster_layout(catalog: Catalog, ch_url: str) -> N
     """Through Distributed tables (the test server's one-shard cluster ``tally_test``, DDL run
     without ON CLUSTER as in test_clickhouse_store.py): FINAL, the persons table and the person's
     ids (GLOBAL IN) go through them. Skipped on a server without that cluster."""
-    plain = ClickHouseDB(ch_url)
-    [(clusters,)] = plain.conn.execute(
-        "SELECT count() FROM system.clusters WHERE cluster = 'tally_test'"
-    )
-    if not clusters:
-        plain.close()
+    if not create_cluster_tables(ch_url, "tally_test"):
         pytest.skip("the server has no cluster tally_test (TALLY_TEST_CLICKHOUSE)")
-    layout = Layout(plain.layout.database, cluster="tally_test")
-    ddl = Ddl(layout, execute=lambda sql: plain.conn.execute(sql.replace(layout.on_cluster, "")))
-    for migration in MIGRATIONS:
-        migration.apply(ddl)
-    plain.close()
     app = catalog.create_app("On a cluster")
     services = Services(
         catalog=catalog,

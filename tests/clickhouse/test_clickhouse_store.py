@@ -29,6 +29,7 @@ from tally.store.clickhouse_store import ClickHouseStore
 from tally.store.columns import event_rows, failed_rows
 from tally.store.embedded import EmbeddedStore
 from tally.store.query import EventCursor, EventQuery, FailedQuery, ReplayedEvent
+from tally.testing.clickhouse_databases import create_cluster_tables
 
 APP = stored_events.APP
 OTHER_APP = "b" * 24
@@ -122,18 +123,8 @@ def test_the_cluster_tables_work_on_one_server(ch_url: str, clickhouse_url: str)
     """The Distributed DDL, without ON CLUSTER, over the test server's one-shard cluster
     ``tally_test`` (tests/clickhouse_server.py): inserts through the Distributed table land in the
     local one and are read back once. Skipped on a server without that cluster."""
-    plain = ClickHouseDB(ch_url)  # creates the database
-    [(clusters,)] = plain.conn.execute(
-        "SELECT count() FROM system.clusters WHERE cluster = 'tally_test'"
-    )
-    if not clusters:
-        plain.close()
+    if not create_cluster_tables(ch_url, "tally_test"):
         pytest.skip("the server has no cluster tally_test (TALLY_TEST_CLICKHOUSE)")
-    layout = Layout(plain.layout.database, cluster="tally_test")
-    ddl = Ddl(layout, execute=lambda sql: plain.conn.execute(sql.replace(layout.on_cluster, "")))
-    for migration in MIGRATIONS:
-        migration.apply(ddl)
-    plain.close()
     db = ClickHouseDB(ch_url, cluster="tally_test")
     rows = batch(ev(id="e1", user_id="u1", device_id="d1"), ev(id="e2", device_id="d1"))
     assert db.append(rows) == AppendResult(2, 0)

@@ -15,7 +15,6 @@ import httpx
 import nats
 import nats.js.errors
 import pytest
-from clickhouse_driver import Client
 from scaleout_support import Processes
 
 from tally.catalog import Catalog
@@ -24,8 +23,8 @@ from tally.http.services import Services
 from tally.limits import Limits
 from tally.log.nats_log import NatsLog
 from tally.log.store import LoggedStore
-from tally.store.clickhouse_client import ClickHouseUrl
 from tally.store.clickhouse_store import ClickHouseStore
+from tally.testing.clickhouse_databases import drop_database, fresh_database_url
 
 NATS_URL = os.environ.get("TALLY_TEST_NATS", "nats://127.0.0.1:4222")
 
@@ -69,14 +68,9 @@ def log_url(nats_server: str, stream: str) -> str:
 @pytest.fixture
 def store_url(clickhouse_url: str) -> Iterator[str]:
     """A database of this test's own on the session's ClickHouse; dropped afterwards."""
-    name = f"tally_scaleout_{uuid.uuid4().hex[:10]}"
-    yield clickhouse_url.rstrip("/") + "/" + name
-    parsed = ClickHouseUrl.parse(clickhouse_url.rstrip("/") + "/" + name)
-    client = Client(host=parsed.host, port=parsed.port, user=parsed.user, password=parsed.password)
-    try:
-        client.execute(f"DROP DATABASE IF EXISTS {name}")
-    finally:
-        client.disconnect()
+    url = fresh_database_url(clickhouse_url, prefix="tally_scaleout")
+    yield url
+    drop_database(url)
 
 
 @pytest.fixture
