@@ -152,6 +152,8 @@ class Options:
     """After each Tally row's wrk run, a paced run at half its req/s (bench/paced.py)."""
     soak_minutes: float | None = None
     """Run the soak (bench/soak.py) instead of the scenarios."""
+    soak_half: bool = False
+    """The soak at half capacity: a paced load at half of a wrk probe's rate, with reads."""
     quick: bool = False
 
 
@@ -350,6 +352,7 @@ class AppKeys:
     app_key: str
     api_key: str
     api_secret: str
+    app_id: str = ""
 
 
 NO_APP = AppKeys("none", "none", "none")
@@ -362,7 +365,7 @@ def create_app(data_dir: Path) -> AppKeys:
         [*cmd, "--data", str(data_dir)], check=True, capture_output=True, cwd=ROOT
     ).stdout
     app = json.loads(out)
-    return AppKeys(app["app_key"], app["api_key"], app["api_secret"])
+    return AppKeys(app["app_key"], app["api_key"], app["api_secret"], app["id"])
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -641,12 +644,11 @@ def run_wrk(
 # --- paced, open-loop runs ------------------------------------------------------------------
 
 
-def run_paced(
+def paced_command(
     url: str, scenario: Scenario, load: Load, body_file: Path, rate: float, seconds: float
-) -> PacedResult:
-    """bench/paced.py in its own process: ``rate`` requests/s for ``seconds``, the same request
-    as wrk sends (with fresh ids when the scenario has them), over PACED_CONNECTIONS keep-alive
-    connections."""
+) -> list[str]:
+    """bench/paced.py: ``rate`` requests/s for ``seconds``, the same request as wrk sends (with
+    fresh ids when the scenario has them), over PACED_CONNECTIONS keep-alive connections."""
     cmd = [sys.executable, "-m", "bench.paced", "--json", "--url", url, "--rate", f"{rate:.1f}"]
     cmd += ["--duration", f"{seconds:g}", "--body-file", str(body_file)]
     cmd += ["--connections", str(PACED_CONNECTIONS)]
@@ -654,10 +656,22 @@ def run_paced(
         cmd += ["--ids", secrets.token_hex(4)]
     for name, value in load.headers.items():
         cmd += ["--header", f"{name}: {value}"]
+    return cmd
+
+
+def paced_result(returncode: int, stdout: str, stderr: str) -> PacedResult:
+    if not stdout.strip():
+        raise RuntimeError(f"bench.paced exited with {returncode}: {stderr[-2000:]}")
+    return PacedResult.from_json(json.loads(stdout))
+
+
+def run_paced(
+    url: str, scenario: Scenario, load: Load, body_file: Path, rate: float, seconds: float
+) -> PacedResult:
+    """bench/paced.py in its own process (see ``paced_command``)."""
+    cmd = paced_command(url, scenario, load, body_file, rate, seconds)
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=seconds + 60)
-    if not done.stdout.strip():
-        raise RuntimeError(f"bench.paced exited with {done.returncode}: {done.stderr[-2000:]}")
-    return PacedResult.from_json(json.loads(done.stdout))
+    return paced_result(done.returncode, done.stdout, done.stderr)
 
 
 # --- Tally's own counters --------------------------------------------------------------------
@@ -1153,6 +1167,12 @@ def parse_args(argv: list[str]) -> Options:
         "(default 10, 1 with --quick), memory sampled every 10 s",
     )
     parser.add_argument(
+        "--half-capacity",
+        action="store_true",
+        help="with --soak: measure the maximum rate with wrk first, then pace the soak at half "
+        "of it (bench/paced.py) and query the store every 10 s (issue 10's soak)",
+    )
+    parser.add_argument(
         "--protocols",
         default=",".join(PROTOCOLS),
         help="comma-separated protocols to run (default: all); native includes the bare ASGI "
@@ -1169,6 +1189,8 @@ def parse_args(argv: list[str]) -> Options:
     workers = [int(w) for w in ns.workers.split(",")]
     if soak is not None and len(workers) != 1:
         parser.error("--soak runs one server: give one --workers value")
+    if ns.half_capacity and soak is None:
+        parser.error("--half-capacity goes with --soak")
     protocols = [p.strip().lower() for p in ns.protocols.split(",") if p.strip()]
     unknown = sorted(set(protocols) - set(PROTOCOLS))
     if unknown or not protocols:
@@ -1182,6 +1204,7 @@ def parse_args(argv: list[str]) -> Options:
         protocols,
         half_rate=not ns.no_half_rate,
         soak_minutes=soak,
+        soak_half=ns.half_capacity,
         quick=ns.quick,
     )
 

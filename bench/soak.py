@@ -14,18 +14,25 @@ BENCHMARKS.md.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.ingest import (
     ROOT,
+    AppKeys,
+    Load,
     Options,
+    PacedResult,
     Scenario,
     ServerLog,
     WrkResult,
@@ -38,6 +45,8 @@ from bench.ingest import (
     group_cpu_seconds,
     machine,
     machine_busy_seconds,
+    paced_command,
+    paced_result,
     parse_wrk,
     run_wrk,
     running,
@@ -48,6 +57,7 @@ from bench.ingest import (
 )
 
 SOAK_SECTION = "## Soak"
+HALF_SECTION = "## Soak at half capacity"
 SOAK_INTERVAL = 10.0
 """Seconds between memory samples."""
 TARGET_RSS_MB = 500.0
@@ -62,6 +72,49 @@ MB = 1024 * 1024
 
 
 @dataclass
+class Read:
+    status: int
+    """HTTP status; 0 when the request failed without one."""
+    ms: float
+    counted: int | None = None
+    """Events the query counted (None unless it answered 200)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and self.counted is not None
+
+
+READ_QUERY = {"kind": "trends", "events": [{"event": "*", "measure": "count"}], "interval": "day"}
+"""Asked once per sample during the half-capacity soak: every event of the last two days."""
+
+
+def read_probe(base_url: str, keys: AppKeys) -> Read:
+    """One query while the load runs: its status, latency, and what it counted."""
+    today = datetime.now(UTC).date()
+    body = {
+        **READ_QUERY,
+        "from": (today - timedelta(days=1)).isoformat(),
+        "to": (today + timedelta(days=1)).isoformat(),
+    }
+    auth = base64.b64encode(f"{keys.api_key}:{keys.api_secret}".encode()).decode()
+    request = urllib.request.Request(
+        f"{base_url}/api/v1/apps/{keys.app_id}/query",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json", "authorization": f"Basic {auth}"},
+    )
+    start = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            answer = json.loads(reply.read())
+            ms = (time.monotonic() - start) * 1000
+            return Read(reply.status, ms, int(sum(s["total"] for s in answer["series"])))
+    except urllib.error.HTTPError as exc:
+        return Read(exc.code, (time.monotonic() - start) * 1000)
+    except (OSError, ValueError, KeyError, TypeError):
+        return Read(0, (time.monotonic() - start) * 1000)
+
+
+@dataclass
 class Sample:
     seconds: float
     """Since the start of the soak (after the warm-up)."""
@@ -71,6 +124,10 @@ class Sample:
     """VmRSS of each process of the group, bytes."""
     pss: int = 0
     """PSS of the whole group, bytes (0 when smaps_rollup is unreadable)."""
+    rejected: float | None = None
+    """Requests the server refused so far (``tally_requests_rejected_total``)."""
+    read: Read | None = None
+    """The query sent with this sample (half-capacity soak only)."""
 
     @property
     def total_rss(self) -> int:
@@ -94,10 +151,11 @@ def _kb_field(text: str, name: str) -> int:
 
 
 def sample(pgid: int, base_url: str, seconds: float) -> Sample:
-    events = None
+    events = rejected = None
     with contextlib.suppress(OSError, ValueError):
-        events = scrape(base_url)["accepted"]
-    result = Sample(seconds, events)
+        counters = scrape(base_url)
+        events, rejected = counters["accepted"], counters["rejected"]
+    result = Sample(seconds, events, rejected=rejected)
     for pid in group_pids(pgid):
         with contextlib.suppress(OSError):
             result.rss[pid] = _kb_field(Path(f"/proc/{pid}/status").read_text(), "VmRSS")
@@ -133,8 +191,13 @@ def folder_bytes(path: Path) -> int:
 class Soak:
     minutes: float
     workers: int
+    half: bool = False
+    """Paced at half of the probed capacity, with a query per sample (issue 10's soak)."""
     samples: list[Sample] = field(default_factory=list)
     wrk: WrkResult | None = None
+    """The load (full-speed soak), or the capacity probe (half-capacity soak)."""
+    paced: PacedResult | None = None
+    """The load of the half-capacity soak."""
     roles: dict[int, str] = field(default_factory=dict)
     data_bytes: int = 0
     other_cores: float = 0.0
@@ -143,24 +206,56 @@ class Soak:
     server_log: str = ""
     shutdown_log: str = ""
 
+    @property
+    def section(self) -> str:
+        return HALF_SECTION if self.half else SOAK_SECTION
+
+    @property
+    def reads(self) -> list[Read]:
+        return [s.read for s in self.samples if s.read is not None]
+
     def flags(self) -> list[str]:
         found = [f"failed: {self.error}"] if self.error else []
         if self.wrk:
             if self.wrk.non_2xx:
                 found.append(f"{self.wrk.non_2xx} non-2xx responses")
             found += [f"socket {k} errors: {v}" for k, v in self.wrk.socket_errors.items() if v]
+        if self.paced and self.paced.errors:
+            p = self.paced
+            found.append(
+                f"{p.errors} load errors (non-2xx {p.non_2xx}, connect {p.connect_errors}, "
+                f"read {p.read_errors}, timeouts {p.timeouts})"
+            )
+        failed_reads = [r for r in self.reads if not r.ok]
+        if failed_reads:
+            found.append(f"{len(failed_reads)} of {len(self.reads)} queries failed")
         if self.server_log:
             found.append("server wrote to stderr while serving")
         return found
 
 
+def _load_command(
+    soak: Soak, url: str, load: Load, body_file: Path, seconds: int, args: Options
+) -> list[str]:
+    """The soak's load: wrk at full speed, or (half capacity) a wrk probe of the maximum rate
+    for ``args.seconds`` and then bench/paced.py at half of it."""
+    if not soak.half:
+        return wrk_command(url, SCENARIO, load, body_file, seconds, args)
+    print(f"   probing the maximum rate: wrk for {args.seconds:g} s", flush=True)
+    soak.wrk = run_wrk(url, SCENARIO, load, body_file, args.seconds, args)
+    rate = soak.wrk.rps / 2
+    print(f"   {soak.wrk.rps:,.0f} req/s; pacing the soak at {rate:,.0f} req/s", flush=True)
+    return paced_command(url, SCENARIO, load, body_file, rate, seconds)
+
+
 def run_soak(args: Options, command: str) -> int:
     assert args.soak_minutes is not None
-    soak = Soak(args.soak_minutes, args.workers[0])
+    soak = Soak(args.soak_minutes, args.workers[0], half=args.soak_half)
     seconds = max(1, round(args.soak_minutes * 60))
     code_at_start = code_version()
+    pace = "at half of the maximum rate, a query per sample" if soak.half else "with wrk"
     print(
-        f"-> soak: {soak.workers} worker(s), native 100-event batches for {seconds} s, "
+        f"-> soak: {soak.workers} worker(s), native 100-event batches for {seconds} s {pace}, "
         f"memory sampled every {SOAK_INTERVAL:g} s",
         flush=True,
     )
@@ -170,48 +265,61 @@ def run_soak(args: Options, command: str) -> int:
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         try:
-            load = build_load(SCENARIO, create_app(data_dir))
+            keys = create_app(data_dir)
+            load = build_load(SCENARIO, keys)
             body_file.write_text(load.body)
             cmd = server_command(SCENARIO, soak.workers, port, data_dir)
             with running(cmd, log, base_url) as pgid:
                 url = base_url + load.path
                 check_sample(base_url, SCENARIO, load)
                 run_wrk(url, SCENARIO, load, body_file, args.warmup, args)
+                load_cmd = _load_command(soak, url, load, body_file, seconds, args)
                 time.sleep(0.5)
-                server_cpu, busy, wrk_cpu = (
+                server_cpu, busy, gen_cpu = (
                     group_cpu_seconds(pgid),
                     machine_busy_seconds(),
                     children_cpu_seconds(),
                 )
                 start = time.monotonic()
-                soak.samples.append(sample(pgid, base_url, 0.0))
-                wrk_cmd = wrk_command(url, SCENARIO, load, body_file, seconds, args)
-                wrk = subprocess.Popen(wrk_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+                def take() -> Sample:
+                    taken = sample(pgid, base_url, time.monotonic() - start)
+                    if soak.half:
+                        taken.read = read_probe(base_url, keys)
+                    return taken
+
+                soak.samples.append(take())
+                generator = subprocess.Popen(
+                    load_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+                )
                 try:
                     tick = 1
-                    while wrk.poll() is None:
+                    while generator.poll() is None:
                         time.sleep(max(0.0, start + tick * SOAK_INTERVAL - time.monotonic()))
-                        if wrk.poll() is not None:
+                        if generator.poll() is not None:
                             break
-                        soak.samples.append(sample(pgid, base_url, time.monotonic() - start))
+                        soak.samples.append(take())
                         print(f"   {_line(soak.samples[-1])}", flush=True)
                         tick += 1
-                    out, err = wrk.communicate(timeout=seconds + 60)
+                    out, err = generator.communicate(timeout=seconds + 120)
                 finally:
-                    if wrk.poll() is None:
-                        wrk.kill()
-                        wrk.wait()
+                    if generator.poll() is None:
+                        generator.kill()
+                        generator.wait()
                 elapsed = time.monotonic() - start
                 server = group_cpu_seconds(pgid) - server_cpu
-                wrk_cpu = children_cpu_seconds() - wrk_cpu
-                other = machine_busy_seconds() - busy - server - wrk_cpu
+                gen_cpu = children_cpu_seconds() - gen_cpu
+                other = machine_busy_seconds() - busy - server - gen_cpu
                 soak.server_cores = server / elapsed
                 soak.other_cores = max(other, 0.0) / elapsed
-                if wrk.returncode != 0:
-                    raise RuntimeError(f"wrk exited with {wrk.returncode}: {err or out}")
-                soak.wrk = parse_wrk(out.decode())
+                if soak.half:
+                    soak.paced = paced_result(generator.returncode, out.decode(), err.decode())
+                else:
+                    if generator.returncode != 0:
+                        raise RuntimeError(f"wrk exited with {generator.returncode}: {err or out}")
+                    soak.wrk = parse_wrk(out.decode())
                 time.sleep(0.5)  # the last requests commit
-                soak.samples.append(sample(pgid, base_url, time.monotonic() - start))
+                soak.samples.append(take())
                 soak.roles = roles(pgid, data_dir)
                 print(f"   end: {_line(soak.samples[-1])}", flush=True)
             soak.data_bytes = folder_bytes(data_dir)
@@ -222,7 +330,7 @@ def run_soak(args: Options, command: str) -> int:
     text = soak_section(soak, args, command, code)
     print()
     print(text)
-    write_section(ROOT / "BENCHMARKS.md", text, SOAK_SECTION)
+    write_section(ROOT / "BENCHMARKS.md", text, soak.section)
     print(f"wrote {ROOT / 'BENCHMARKS.md'}")
     if code[0] != code[1]:
         print("WARNING: src/ changed during the run")
@@ -244,6 +352,17 @@ def _line(s: Sample) -> str:
     )
 
 
+def _read_cells(s: Sample) -> str:
+    read = s.read
+    if read is None:
+        query = "-"
+    elif read.ok:
+        query = f"{read.ms:,.0f} ms, {_events(read.counted)} events"
+    else:
+        query = f"failed ({read.status or 'no answer'})"
+    return f" {_events(s.rejected)} | {query} |"
+
+
 def _shown(samples: list[Sample]) -> list[Sample]:
     if len(samples) <= MAX_ROWS:
         return samples
@@ -261,12 +380,41 @@ def summary(soak: Soak) -> list[str]:
     top = max(samples, key=lambda s: s.total_rss)
     lines = []
     stored = last.events or 0
-    if soak.wrk:
+    cores = f"server {soak.server_cores:.2f} cores; other processes {soak.other_cores:.2f} cores"
+    if soak.paced:
+        p = soak.paced
+        probe = soak.wrk
+        lines.append(
+            f"Capacity probe (wrk): {probe.rps:,.0f} req/s. " if probe else "Capacity probe: ?. "
+        )
+        lines[-1] += (
+            f"Load at half of it: {p.requested_rps:,.0f} req/s requested, "
+            f"{p.achieved_rps:,.0f} achieved ({p.achieved_rps * SCENARIO.events:,.0f} events/s), "
+            f"{p.scheduled:,} requests; latency from each request's due time p50 "
+            f"{p.p50_ms:.1f} ms, p90 {p.p90_ms:.1f} ms, p99 {p.p99_ms:.1f} ms, max "
+            f"{p.max_ms:,.0f} ms; {cores}."
+        )
+        lines.append(
+            f"Errors: {p.errors} of {p.scheduled:,} requests (non-2xx {p.non_2xx}, connection "
+            f"{p.connect_errors}, read {p.read_errors}, timeouts {p.timeouts}); requests the "
+            f"server refused (`tally_requests_rejected_total`): {_events(last.rejected)}."
+        )
+    elif soak.wrk:
         w = soak.wrk
         lines.append(
             f"Load: {w.rps:,.0f} req/s ({w.rps * SCENARIO.events:,.0f} events/s) over "
-            f"{w.seconds:,.0f} s, p50 {w.p50_ms:.1f} ms, p99 {w.p99_ms:.1f} ms; server "
-            f"{soak.server_cores:.2f} cores; other processes {soak.other_cores:.2f} cores."
+            f"{w.seconds:,.0f} s, p50 {w.p50_ms:.1f} ms, p99 {w.p99_ms:.1f} ms; {cores}."
+        )
+    reads = soak.reads
+    if reads:
+        answered = sorted(r.ms for r in reads if r.ok)
+        failed = len(reads) - len(answered)
+        median = answered[len(answered) // 2] if answered else 0.0
+        lines.append(
+            f"Reads during the load: {len(reads)} trend queries (every event of the last two "
+            f"days, per day), {failed} failed; latency median {median:,.0f} ms, max "
+            f"{max(answered, default=0.0):,.0f} ms. The last counted {_events(reads[-1].counted)} "
+            f"events of the {_events(last.events)} acknowledged."
         )
     lines.append(
         f"Events stored: {_events(last.events)} (`tally_events_accepted_total`, warm-up "
@@ -332,7 +480,7 @@ def soak_section(soak: Soak, args: Options, command: str, code: tuple[str, str])
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     shape = "1 process" if soak.workers == 1 else f"{soak.workers} HTTP workers + 1 store process"
     lines = [
-        SOAK_SECTION,
+        soak.section,
         "",
         f"- Date: {now}",
         *machine(),
@@ -342,19 +490,28 @@ def soak_section(soak: Soak, args: Options, command: str, code: tuple[str, str])
         f"- One `tally serve --workers {soak.workers}` ({shape}) with a fresh data folder and "
         "app; the native 100-event request (`POST /api/v1/events`, no ids, as in the Ingest "
         f"section) sent once and checked, {args.warmup:g} s warm-up, then "
-        f"`wrk -t{args.threads} -c{args.connections}` for {soak.minutes:g} minute(s). Every "
-        f"{SOAK_INTERVAL:g} s: VmRSS (`/proc/PID/status`) and PSS (`/proc/PID/smaps_rollup`) of "
-        "every process in the server's process group, and the events stored from `/metrics`.",
+        + (
+            f"`wrk -t{args.threads} -c{args.connections}` for {args.seconds:g} s to find the "
+            "maximum rate, then `bench/paced.py` (open loop, latency from each request's due "
+            f"time) at half of that rate for {soak.minutes:g} minute(s)"
+            if soak.half
+            else f"`wrk -t{args.threads} -c{args.connections}` for {soak.minutes:g} minute(s)"
+        )
+        + f". Every {SOAK_INTERVAL:g} s: VmRSS (`/proc/PID/status`) and PSS "
+        "(`/proc/PID/smaps_rollup`) of every process in the server's process group, the events "
+        "stored and the requests refused from `/metrics`"
+        + (", and one trend query over the API." if soak.half else "."),
         "",
     ]
     if soak.samples:
+        extra = " refused | query |" if soak.half else ""
         lines += [
-            "| time | events stored | group RSS | group PSS | processes |",
-            "|---|---|---|---|---|",
+            "| time | events stored | group RSS | group PSS | processes |" + extra,
+            "|---|---|---|---|---|" + ("---|---|" if soak.half else ""),
         ]
         lines += [
             f"| {s.seconds:.0f} s | {_events(s.events)} | {_mb(s.total_rss)} | {_mb(s.pss)} "
-            f"| {len(s.rss)} |"
+            f"| {len(s.rss)} |" + (_read_cells(s) if soak.half else "")
             for s in _shown(soak.samples)
         ]
         lines.append("")
