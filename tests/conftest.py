@@ -100,6 +100,19 @@ def postgres_catalog_url(postgres_server: str) -> Iterator[str]:
     yield postgres_server
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_catalog(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[Catalog]:
+    """A migrated catalog on each engine: a SQLite file, then the PostgreSQL test database."""
+    if request.param == "sqlite":
+        url = sqlite_url(data_dir)
+    else:
+        url = request.getfixturevalue("postgres_catalog_url")
+    catalog = Catalog(url)
+    catalog.migrate()
+    yield catalog
+    catalog.close()
+
+
 @pytest.fixture
 def new_app(catalog: Catalog) -> NewApp:
     return catalog.create_app("Test app")

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -145,13 +145,21 @@ class Server:
     """One ``tally serve`` process tree; its output goes to ``log_path``."""
 
     def __init__(
-        self, data_dir: Path, port: int, workers: int, log_path: Path, host: str = "127.0.0.1"
+        self,
+        data_dir: Path,
+        port: int,
+        workers: int,
+        log_path: Path,
+        host: str = "127.0.0.1",
+        options: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.port = port
         self.workers = workers
         self.host = host
         self.log_path = log_path
+        self.options = list(options)
+        """More ``tally serve`` options (``--store URL``, ``--header-timeout 1``...)."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -183,6 +191,7 @@ class Server:
             str(self.port),
             "--workers",
             str(self.workers),
+            *self.options,
         ]
         with self.log_path.open("ab") as log:
             log.write(f"$ {' '.join(cmd)}\n".encode())
@@ -355,13 +364,20 @@ class ServerFactory:
         self.started: list[Server] = []
 
     def start(
-        self, data_dir: Path, *, workers: int, port: int | None = None, wait: bool = True
+        self,
+        data_dir: Path,
+        *,
+        workers: int,
+        port: int | None = None,
+        wait: bool = True,
+        options: Sequence[str] = (),
     ) -> Server:
         server = Server(
             data_dir,
             port=port if port is not None else free_port(),
             workers=workers,
             log_path=self.tmp_path / f"server-{len(self.started) + 1}.log",
+            options=options,
         )
         self.started.append(server)
         server.start()

@@ -71,6 +71,8 @@ async def test_read_back_newest_first_with_filters(
         ({"limit": "5000"}, "between"),
         ({"limit": "x"}, "whole"),
         ({"since": "tuesday"}, "since"),
+        ({"since": "0001-01-01T00:00:00+01:00"}, "out of range"),
+        ({"since": "9999-12-31T23:59:59-01:00"}, "out of range"),
     ],
 )
 async def test_invalid_parameters(

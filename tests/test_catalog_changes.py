@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 from tally.catalog import Catalog
 from tally.catalog.changes import listen_url
@@ -41,7 +42,8 @@ async def test_an_edit_by_another_process_applies_at_once(postgres_catalog_url: 
 
         assert await _until(sees_new_version) < 1.0
 
-        editor.rotate_secret(app.id, app_key=True)  # the old app key stops working
+        # no overlap: the old app key stops working at once
+        editor.rotate_secret(app.id, app_key=True, overlap=timedelta(0))
 
         async def old_key_refused() -> bool:
             return await resolver.by_app_key(app.app_key) is None

@@ -30,6 +30,9 @@ def test_apps_create_list_show_json(tmp_path: Path) -> None:
         "created_at",
         "settings",
         "catalog_version",
+        "previous_app_key",
+        "previous_app_key_until",
+        "previous_secret_until",
     }
     assert created["name"] == "Shop"
 
@@ -123,9 +126,9 @@ def test_apps_set_changes_settings(tmp_path: Path) -> None:
     code, out = run(
         "apps", "set", created["app_key"], "--countly-salt", "pepper", "--data", data, "--json"
     )
-    assert code == 0 and json.loads(out)["settings"] == {"countly_salt": "pepper"}
+    assert code == 0 and json.loads(out)["settings"] == {"countly_salt": "set"}
     shown = json.loads(run("apps", "show", created["id"], "--data", data, "--json")[1])
-    assert shown["settings"] == {"countly_salt": "pepper"}
+    assert shown["settings"] == {"countly_salt": "set"}
     code, out = run("apps", "set", created["id"], "--countly-salt", "", "--data", data, "--json")
     assert json.loads(out)["settings"] == {}
     assert run("apps", "set", "nope", "--countly-salt", "x", "--data", data)[0] == 1

@@ -260,9 +260,10 @@ async def test_list_and_create_apps_with_a_session_only(
     assert empty.status_code == 400 and empty.json()["error"]["code"] == "invalid_name"
 
 
-async def test_rotating_keys_refuses_the_old_secret_at_once(
+async def test_rotating_keys_without_overlap_refuses_the_old_secret_at_once(
     client: httpx.AsyncClient, user: str, new_app: NewApp
 ) -> None:
+    """``overlap_seconds: 0``; the default overlap is tested in tests/security/."""
     app = new_app.app
     old = (app.api_key, new_app.api_secret)
     settings_url = f"/api/v1/apps/{app.id}/settings"
@@ -270,9 +271,11 @@ async def test_rotating_keys_refuses_the_old_secret_at_once(
     csrf = await log_in(client)
     rotate = f"/api/v1/apps/{app.id}/rotate"
     assert (await client.post(rotate)).status_code == 403
-    rotated = await client.post(rotate, headers={"x-csrf-token": csrf})
+    no_overlap = {"overlap_seconds": 0}
+    rotated = await client.post(rotate, json=no_overlap, headers={"x-csrf-token": csrf})
     assert rotated.status_code == 200, rotated.text
     body = rotated.json()
+    assert body["previous_valid_until"] is None
     assert body["api_secret"] != new_app.api_secret
     assert (body["api_key"], body["app_key"]) == (app.api_key, app.app_key)
     response = await client.get(settings_url, auth=old)
@@ -285,7 +288,9 @@ async def test_rotating_keys_refuses_the_old_secret_at_once(
     ingest = {"events": [{"name": "view"}]}
     sent = await client.post("/api/v1/events", json=ingest, headers={"x-tally-key": app.app_key})
     assert sent.status_code == 200
-    rotated = await client.post(rotate, json={"app_key": True}, headers={"x-csrf-token": csrf})
+    rotated = await client.post(
+        rotate, json={"app_key": True, **no_overlap}, headers={"x-csrf-token": csrf}
+    )
     assert rotated.status_code == 200
     new_key = rotated.json()["app_key"]
     assert new_key != app.app_key

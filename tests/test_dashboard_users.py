@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tally.catalog import Catalog, sqlite_url
+from tally.catalog import Catalog
 from tally.catalog.schema import dashboard_sessions
 from tally.catalog.users import SESSION_LIFETIME, UserError, UserExists, csrf_token, token_hash
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def catalog_on(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[Catalog]:
-    if request.param == "sqlite":
-        url = sqlite_url(data_dir)
-    else:
-        url = request.getfixturevalue("postgres_catalog_url")
-    catalog = Catalog(url)
-    catalog.migrate()
-    yield catalog
-    catalog.close()
-
-
-def test_create_list_and_find_users_whatever_the_case(catalog_on: Catalog) -> None:
-    users = catalog_on.users
+def test_create_list_and_find_users_whatever_the_case(any_catalog: Catalog) -> None:
+    users = any_catalog.users
     assert users.count() == 0
     ann = users.create("  Ann@Example.COM ", "correct horse")
     assert ann.email == "ann@example.com" and ann.last_login_at is None
@@ -42,25 +28,25 @@ def test_create_list_and_find_users_whatever_the_case(catalog_on: Catalog) -> No
     assert bob.id != ann.id
 
 
-def test_emails_and_passwords_are_checked(catalog_on: Catalog) -> None:
+def test_emails_and_passwords_are_checked(any_catalog: Catalog) -> None:
     for email in ("", "ann", "@example.com", "ann@", "a nn@example.com"):
         with pytest.raises(UserError, match="not an email address"):
-            catalog_on.users.create(email, "long enough")
+            any_catalog.users.create(email, "long enough")
     with pytest.raises(UserError, match="at least 8"):
-        catalog_on.users.create("ann@example.com", "short")
-    assert catalog_on.users.count() == 0
+        any_catalog.users.create("ann@example.com", "short")
+    assert any_catalog.users.count() == 0
 
 
-def test_the_password_is_stored_only_as_an_argon2_hash(catalog_on: Catalog) -> None:
-    catalog_on.users.create("ann@example.com", "correct horse")
-    with catalog_on.engine.connect() as conn:
+def test_the_password_is_stored_only_as_an_argon2_hash(any_catalog: Catalog) -> None:
+    any_catalog.users.create("ann@example.com", "correct horse")
+    with any_catalog.engine.connect() as conn:
         row = conn.execute(sa.text("SELECT * FROM dashboard_users")).mappings().one()
     assert row["password_hash"].startswith("$argon2id$")
     assert "correct horse" not in " ".join(str(v) for v in row.values())
 
 
-def test_authenticate_records_the_last_login(catalog_on: Catalog) -> None:
-    users = catalog_on.users
+def test_authenticate_records_the_last_login(any_catalog: Catalog) -> None:
+    users = any_catalog.users
     users.create("ann@example.com", "correct horse")
     assert users.authenticate("ann@example.com", "wrong horse") is None
     assert users.authenticate("nobody@example.com", "correct horse") is None
@@ -72,11 +58,11 @@ def test_authenticate_records_the_last_login(catalog_on: Catalog) -> None:
     assert abs(stored.last_login_at - user.last_login_at) < timedelta(seconds=1)
 
 
-def test_sessions_store_only_a_hash_and_end_when_revoked(catalog_on: Catalog) -> None:
-    users = catalog_on.users
+def test_sessions_store_only_a_hash_and_end_when_revoked(any_catalog: Catalog) -> None:
+    users = any_catalog.users
     user = users.create("ann@example.com", "correct horse")
     started = users.start_session(user)
-    with catalog_on.engine.connect() as conn:
+    with any_catalog.engine.connect() as conn:
         stored = conn.execute(sa.select(dashboard_sessions)).mappings().one()
     assert stored["id_hash"] == token_hash(started.token) != started.token
     assert started.token not in " ".join(str(v) for v in stored.values())
@@ -90,12 +76,12 @@ def test_sessions_store_only_a_hash_and_end_when_revoked(catalog_on: Catalog) ->
     assert csrf_token(started.token) != csrf_token(users.start_session(user).token)
 
 
-def test_sessions_expire_and_slide(catalog_on: Catalog) -> None:
-    users = catalog_on.users
+def test_sessions_expire_and_slide(any_catalog: Catalog) -> None:
+    users = any_catalog.users
     user = users.create("ann@example.com", "correct horse")
     stale, live = users.start_session(user), users.start_session(user)
     now = datetime.now(UTC)
-    with catalog_on.engine.begin() as conn:
+    with any_catalog.engine.begin() as conn:
         conn.execute(
             dashboard_sessions.update()
             .where(dashboard_sessions.c.id_hash == token_hash(stale.token))
@@ -110,13 +96,13 @@ def test_sessions_expire_and_slide(catalog_on: Catalog) -> None:
     slid = users.session(live.token)
     assert slid is not None
     assert slid.expires_at > now + SESSION_LIFETIME - timedelta(minutes=1)
-    with catalog_on.engine.connect() as conn:
+    with any_catalog.engine.connect() as conn:
         rows = conn.execute(sa.select(dashboard_sessions.c.id_hash)).scalars().all()
     assert rows == [token_hash(live.token)]  # the expired one is gone
 
 
-def test_a_new_password_or_deleting_the_user_ends_their_sessions(catalog_on: Catalog) -> None:
-    users = catalog_on.users
+def test_a_new_password_or_deleting_the_user_ends_their_sessions(any_catalog: Catalog) -> None:
+    users = any_catalog.users
     ann = users.create("ann@example.com", "correct horse")
     bob = users.create("bob@example.com", "battery staple")
     ann_session, bob_session = users.start_session(ann), users.start_session(bob)
@@ -133,22 +119,23 @@ def test_a_new_password_or_deleting_the_user_ends_their_sessions(catalog_on: Cat
     assert [u.email for u in users.list()] == ["ann@example.com"]
 
 
-def test_rotating_an_app_secret_refuses_the_old_one(catalog_on: Catalog) -> None:
-    """The verified-secret cache is keyed by the stored hash, so a new hash ends the old one."""
-    created = catalog_on.create_app("Shop")
+def test_rotating_an_app_secret_refuses_the_old_one(any_catalog: Catalog) -> None:
+    """The verified-secret cache is keyed by the stored hash, so a new hash ends the old one
+    (with no overlap: tests/security/test_key_rotation.py has rotations with one)."""
+    created = any_catalog.create_app("Shop")
     app = created.app
-    assert catalog_on.authenticate(app.api_key, created.api_secret) == app  # now cached
-    token = catalog_on.issue_workspace_token(app.api_key, created.api_secret)
-    assert token is not None and catalog_on.app_by_workspace_token(token) == app
-    rotated = catalog_on.rotate_secret(app.id)
-    assert catalog_on.app_by_workspace_token(token) is None
+    assert any_catalog.authenticate(app.api_key, created.api_secret) == app  # now cached
+    token = any_catalog.issue_workspace_token(app.api_key, created.api_secret)
+    assert token is not None and any_catalog.app_by_workspace_token(token) == app
+    rotated = any_catalog.rotate_secret(app.id, overlap=timedelta(0))
+    assert any_catalog.app_by_workspace_token(token) is None
     assert rotated.api_secret != created.api_secret
     assert rotated.app.app_key == app.app_key and rotated.app.api_key == app.api_key
-    assert catalog_on.authenticate(app.api_key, created.api_secret) is None
-    assert catalog_on.authenticate(app.api_key, rotated.api_secret) == rotated.app
-    again = catalog_on.rotate_secret(app.id, app_key=True)
+    assert any_catalog.authenticate(app.api_key, created.api_secret) is None
+    assert any_catalog.authenticate(app.api_key, rotated.api_secret) == rotated.app
+    again = any_catalog.rotate_secret(app.id, app_key=True, overlap=timedelta(0))
     assert again.app.app_key != app.app_key
-    assert catalog_on.app_by_key(app.app_key) is None
-    assert catalog_on.app_by_key(again.app.app_key) == again.app
+    assert any_catalog.app_by_key(app.app_key) is None
+    assert any_catalog.app_by_key(again.app.app_key) == again.app
     with pytest.raises(KeyError):
-        catalog_on.rotate_secret("0" * 24)
+        any_catalog.rotate_secret("0" * 24)

@@ -161,6 +161,7 @@ def test_runner_keeps_order_and_records_failures(ctx: RequestContext) -> None:
         "resolve_time",
         "check_measures",
         "limit_properties",
+        "limit_values",
         "check_definition",
         "assign_id",
         "note_first_seen",

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from tally.adapters.countly import MISSING_KEYS
 from tally.catalog import Catalog, NewApp
 from tally.catalog.schema import apps
 from tally.http.services import Services
@@ -1217,3 +1218,31 @@ async def test_sdk_behaviour_settings_for_an_unknown_app(client: httpx.AsyncClie
     )
     assert response.status_code == 400
     assert response.json() == NO_APP
+
+
+async def test_a_count_too_large_for_the_store_is_rejected_and_the_rest_stored(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp
+) -> None:
+    """Found by tests/fuzz: a count above 2**63 - 1 used to be acknowledged, then block the
+    journal loader for good (the store's count column is a 64-bit integer)."""
+    events = [{"key": "huge", "count": 2**64}, {"key": "fine", "count": 3}]
+    response = await post_form(client, "/i", base(new_app, events=events))
+    assert response.status_code == 200 and response.json() == {"result": "Success"}
+    assert [(e["name"], e["count"]) for e in await stored(services, new_app.app.id)] == [
+        ("fine", 3)
+    ]
+    assert [row[0] for row in failed(services)] == ["invalid_measure"]
+
+
+async def test_a_body_nested_too_deeply_is_refused_like_unreadable_json(
+    client: httpx.AsyncClient, services: Services, new_app: NewApp
+) -> None:
+    """Found by tests/fuzz: JSON nested deeper than the decoder goes raised RecursionError."""
+    deep = '{"a":[' * 5000 + "1" + "]}" * 5000
+    response = await client.post(
+        "/i", content=deep.encode(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json() == {"result": MISSING_KEYS}
+    response = await post_form(client, "/i", base(new_app, events="[" + deep + "]"))
+    assert response.status_code == 200 and response.json() == {"result": "Success"}

@@ -102,6 +102,47 @@ def main() -> None:
     default=None,
     help="How long client event ids are remembered for deduplication (default 7).",
 )
+@click.option(
+    "--rate-limit-ip",
+    type=float,
+    default=None,
+    metavar="PER_SECOND",
+    help="Ingest requests per second per client address, per worker (default 0: no limit).",
+)
+@click.option(
+    "--rate-limit-ip-burst", type=int, default=None, help="Burst per address (default 2 x rate)."
+)
+@click.option(
+    "--rate-limit-app",
+    type=float,
+    default=None,
+    metavar="PER_SECOND",
+    help="Ingest requests per second per app, per worker (default 0: no limit).",
+)
+@click.option(
+    "--rate-limit-app-burst", type=int, default=None, help="Burst per app (default 2 x rate)."
+)
+@click.option(
+    "--rate-limit-exempt",
+    default=None,
+    metavar="NETWORKS",
+    help="Comma-separated client networks without a per-address limit, or 'none' "
+    "(default 127.0.0.0/8,::1).",
+)
+@click.option(
+    "--header-timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Time a connection has to send a request's headers, and to stay idle (default 30).",
+)
+@click.option(
+    "--body-timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Time an ingest request has to send its body (default 60).",
+)
 def serve(
     data_dir: str,
     catalog: str | None,
@@ -110,15 +151,15 @@ def serve(
     host: str,
     port: int,
     workers: int | None,
-    **limit_options: int | None,
+    **limit_options: Any,
 ) -> None:
     """Run the server (embedded DuckDB + SQLite in the data folder by default).
 
     Scale-out (docs/scaling.md): --store clickhouse://... --log nats://... makes this a collector
     that acknowledges events once JetStream has them and reads from ClickHouse.
 
-    Limits can also be set with TALLY_MAX_BODY_BYTES, TALLY_MAX_EVENT_BYTES,
-    TALLY_MAX_EVENTS_PER_REQUEST, TALLY_MAX_PROPERTIES and TALLY_DEDUP_WINDOW_DAYS.
+    Every limit can also be set with a TALLY_* variable (TALLY_MAX_BODY_BYTES,
+    TALLY_RATE_LIMIT_IP, ...): see docs/limits.md.
     """
     from tally.limits import Limits
     from tally.serve import serve as run_server
@@ -126,6 +167,10 @@ def serve(
     try:
         limits = Limits.from_env()
         overrides = {k: v for k, v in limit_options.items() if v is not None}
+        if "rate_limit_exempt" in overrides:
+            overrides["rate_limit_exempt"] = Limits.parse_field(
+                "--rate-limit-exempt", "rate_limit_exempt", overrides["rate_limit_exempt"]
+            )
         limits = msgspec.structs.replace(limits, **overrides).checked()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -274,7 +319,7 @@ def apps_list(data_dir: str, catalog: str | None, as_json: bool) -> None:
     finally:
         store.close()
     if as_json:
-        _print_json(found)
+        _print_json([app.public() for app in found])
         return
     if not found:
         click.echo("No apps yet. Create one with: tally apps create NAME")
@@ -311,9 +356,57 @@ def apps_set(
     finally:
         store.close()
     if as_json:
-        _print_json(updated)
+        _print_json(updated.public())
         return
-    click.echo(f"settings of {updated.name!r}: {msgspec.json.encode(updated.settings).decode()}")
+    settings = msgspec.json.encode(updated.public().settings).decode()
+    click.echo(f"settings of {updated.name!r}: {settings}")
+
+
+@apps.command("rotate")
+@click.argument("app")
+@data_option
+@catalog_option
+@click.option("--app-key", is_flag=True, help="Replace the public app key too.")
+@click.option(
+    "--overlap",
+    type=click.IntRange(0, 30 * 24 * 3600),
+    default=24 * 3600,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long the old secret (and app key) keep working; 0 stops them at once.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def apps_rotate(
+    app: str, data_dir: str, catalog: str | None, app_key: bool, overlap: int, as_json: bool
+) -> None:
+    """Give an app a new API secret (and with --app-key a new app key), by id or app key. The new
+    secret is printed this once; the old one keeps working for the overlap."""
+    from datetime import timedelta
+
+    store = _catalog(_settings(data_dir, catalog))
+    try:
+        found = store.get_app(app) or store.app_by_key(app)
+        if found is None:
+            raise click.ClickException(f"no app with id or app key {app!r}")
+        rotated = store.rotate_secret(found.id, app_key=app_key, overlap=timedelta(seconds=overlap))
+    finally:
+        store.close()
+    until = rotated.app.previous_secret_until
+    if as_json:
+        _print_json({**rotated.to_dict(), "previous_valid_until": until})
+        return
+    new = rotated.app
+    click.echo(f"Rotated the keys of {new.name!r}")
+    if app_key:
+        click.echo(f"  app key     {new.app_key}")
+    click.echo(f"  API key     {new.api_key}")
+    click.echo(f"  API secret  {rotated.api_secret}")
+    replaced = "secret and app key" if app_key else "secret"
+    if until is None:
+        click.echo(f"The old {replaced} stopped working now.")
+    else:
+        click.echo(f"The old {replaced} keep working until {until.isoformat()}.")
+    click.echo("The API secret is shown only now; Tally keeps only a hash of it.")
 
 
 @apps.command("show")
@@ -331,14 +424,19 @@ def apps_show(app: str, data_dir: str, catalog: str | None, as_json: bool) -> No
     if found is None:
         raise click.ClickException(f"no app with id or app key {app!r}")
     if as_json:
-        _print_json(found)
+        _print_json(found.public())
         return
     click.echo(f"name        {found.name}")
     click.echo(f"id          {found.id}")
     click.echo(f"app key     {found.app_key}")
     click.echo(f"API key     {found.api_key}")
     click.echo(f"created     {found.created_at.isoformat()}")
-    click.echo(f"settings    {msgspec.json.encode(found.settings).decode()}")
+    click.echo(f"settings    {msgspec.json.encode(found.public().settings).decode()}")
+    old_key_until = found.previous_app_key_until
+    if old_key_until is not None:
+        click.echo(f"old app key {found.previous_app_key} (until {old_key_until.isoformat()})")
+    if found.previous_secret_until is not None:
+        click.echo(f"old secret  accepted until {found.previous_secret_until.isoformat()}")
 
 
 # Dashboard users (docs/dashboard-auth.md).

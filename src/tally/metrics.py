@@ -47,6 +47,12 @@ REQUESTS_REJECTED = Counter(
     "Ingest requests refused as a whole, by protocol and error code.",
     ["protocol", "code"],
 )
+REQUESTS_RATE_LIMITED = Counter(
+    "tally_requests_rate_limited_total",
+    "Ingest requests refused with 429 (nothing of them kept), by protocol and by what was over "
+    "its rate (ip or app).",
+    ["protocol", "by"],
+)
 COMMIT_SECONDS = Histogram(
     "tally_store_commit_seconds",
     "Time to make one group of batches durable (the embedded store: append and sync its journal).",

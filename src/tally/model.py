@@ -30,10 +30,18 @@ class DropReason(enum.StrEnum):
     """The client-supplied event id is empty or too long."""
     TOO_MANY_PROPERTIES = "too_many_properties"
     """The event carries more properties than the limit allows."""
+    VALUE_TOO_LONG = "value_too_long"
+    """A property name, a string property value, or a user, device or session id is longer
+    than its limit."""
+    NESTING_TOO_DEEP = "nesting_too_deep"
+    """A property value nests objects and arrays deeper than the limit allows."""
     TOO_MANY_EVENTS = "too_many_events"
     """The request carries more events than the per-request limit allows."""
     INVALID_CHECKSUM = "invalid_checksum"
     """The request's checksum is missing or does not match the app's salt (Countly)."""
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    """A request with the public app key came from a site the app's ``allowed_origins`` does
+    not list."""
     MISSING_IDENTITY = "missing_identity"
     """The event names neither a user nor a device (Segment: no userId and no anonymousId)."""
     UNDEFINED_EVENT = "undefined_event"
@@ -61,6 +69,10 @@ class Access(enum.StrEnum):
     SERVER = "server"
     """The app's API key and secret, or a workspace JWT: a trusted back end."""
 
+
+MAX_COUNT = 2**63 - 1
+"""The largest ``count`` the stores hold (a 64-bit integer column). The pipeline rejects larger
+ones (``invalid_measure``): acknowledged, such a batch could never be loaded."""
 
 LINK_EVENT = "identity.link"
 """An internal event saying that ``properties["previous_id"]`` is the same person as the event's

@@ -8,6 +8,7 @@ a client only after the store process has committed the client's events.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -46,7 +47,78 @@ UVICORN_OPTIONS: dict[str, Any] = {
 def _uvicorn_config(app: object, settings: Settings):  # type: ignore[no-untyped-def]
     import uvicorn
 
-    return uvicorn.Config(app, host=settings.host, port=settings.port, **UVICORN_OPTIONS)
+    options = {**UVICORN_OPTIONS, "http": header_timeout_protocol(settings.limits.header_timeout)}
+    return uvicorn.Config(app, host=settings.host, port=settings.port, **options)
+
+
+def header_timeout_protocol(seconds: float) -> type:
+    """uvicorn's httptools protocol with a deadline for each request's headers.
+
+    uvicorn times out idle keep-alive connections only after a response, and any byte received
+    cancels that: a client that opens connections and sends headers a byte at a time (slowloris)
+    would keep each open for ever. Here a connection must deliver a request's headers within
+    ``seconds`` of opening or of the previous response; else it gets a plain 408 (the protocol
+    cannot be told yet) and is closed, or is just closed if it sent nothing. Slow bodies are
+    the ingest endpoints' own timeout (``Limits.body_timeout``).
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+        _receiving_headers = False
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_header_timer()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._receiving_headers = True
+
+        def on_headers_complete(self) -> None:
+            self._receiving_headers = False
+            self._cancel_header_timer()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm_header_timer()
+
+        def _arm_header_timer(self) -> None:
+            self._cancel_header_timer()
+            self._header_timer = self.loop.call_later(seconds, self._header_timeout_expired)
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _header_timeout_expired(self) -> None:
+            self._header_timer = None
+            if self.transport.is_closing():
+                return
+            if self.cycle is not None and not self.cycle.response_complete:
+                return  # a request is being answered; its response arms the timer again
+            if self._receiving_headers:
+                self.transport.write(_REQUEST_TIMEOUT)
+            self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
+_TIMEOUT_TEXT = b"request headers not received in time"
+_REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: "
+    + str(len(_TIMEOUT_TEXT)).encode()
+    + b"\r\nconnection: close\r\n\r\n"
+    + _TIMEOUT_TEXT
+)
 
 
 def prepare(settings: Settings) -> list[str]:

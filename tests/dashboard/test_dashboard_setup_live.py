@@ -175,15 +175,30 @@ def test_rotate_the_api_secret_through_the_confirm_step(page: Any, dashboard: Da
     assert not confirm.is_visible()
     assert httpx.get(events, auth=app.auth).status_code == 200
 
+    # by default the old secret keeps working for 24 hours, so back ends can switch over
     page.get_by_role("button", name="Rotate API secret").click()
+    overlap = confirm.get_by_label("The old credentials keep working for")
+    assert overlap.input_value() == "86400"
     confirm.get_by_role("button", name="Rotate now").click()
     page.get_by_role("heading", name="New API secret").wait_for()
-    new_secret = page.get_by_label("The new API secret", exact=True).inner_text().strip()
-    assert new_secret and new_secret != app.api_secret
-    assert "will not show it again" in page.locator("main").inner_text()
+    overlapped = page.get_by_label("The new API secret", exact=True).inner_text().strip()
+    assert overlapped and overlapped != app.api_secret
+    text = page.locator("main").inner_text()
+    assert "will not show it again" in text
+    assert "The old secret keeps working until" in text
     screenshot(page, "setup-rotated")
+    assert httpx.get(events, auth=(app.api_key, overlapped)).status_code == 200
+    assert httpx.get(events, auth=app.auth).status_code == 200
 
+    # "at once": the secret replaced a moment ago stops now
+    page.get_by_role("button", name="Rotate API secret").click()
+    overlap.select_option(label="no time: they stop at once")
+    confirm.get_by_role("button", name="Rotate now").click()
+    page.get_by_text("The old secret no longer works").wait_for()
+    new_secret = page.get_by_label("The new API secret", exact=True).inner_text().strip()
+    assert new_secret not in (app.api_secret, overlapped)
     assert httpx.get(events, auth=(app.api_key, new_secret)).status_code == 200
+    assert httpx.get(events, auth=(app.api_key, overlapped)).status_code == 401
     assert httpx.get(events, auth=app.auth).status_code == 401
     app.api_secret = new_secret
 
@@ -192,6 +207,7 @@ def test_rotate_the_api_secret_through_the_confirm_step(page: Any, dashboard: Da
     page.get_by_label("Also replace the app key").check()
     page.get_by_role("button", name="Rotate now").click()
     page.get_by_text("The app key changed too").wait_for()
+    assert "The old secret and app key keep working until" in page.locator("main").inner_text()
     newer_secret = page.get_by_label("The new API secret", exact=True).inner_text().strip()
     assert newer_secret != new_secret
     app.api_secret = newer_secret
@@ -205,5 +221,5 @@ def test_rotate_the_api_secret_through_the_confirm_step(page: Any, dashboard: Da
         headers={"x-tally-key": old_key},
         json={"events": [{"name": "x"}]},
     )
-    assert sent.status_code == 401
+    assert sent.status_code == 200  # during the overlap, pages still carrying the old key count
     assert httpx.get(events, auth=app.auth).status_code == 200

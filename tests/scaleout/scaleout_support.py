@@ -63,45 +63,11 @@ class LoaderProcess:
         return self.proc.wait(timeout=timeout)
 
 
-class Collector(Server):
-    """``tally serve`` with a catalog, a store and a log given on the command line."""
-
-    def __init__(self, *args: Any, options: list[str], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.options = options
-
-    def start(self) -> Collector:
-        cmd = tally(
-            "serve",
-            "--data",
-            str(self.data_dir),
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--workers",
-            str(self.workers),
-            *self.options,
-        )
-        with self.log_path.open("ab") as log:
-            log.write(f"$ {' '.join(cmd)}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=_server_env(),
-            )
-        return self
-
-
 class Processes:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.loaders: list[LoaderProcess] = []
-        self.collectors: list[Collector] = []
+        self.collectors: list[Server] = []
 
     def loader(self, log_url: str, store_url: str, *options: str) -> LoaderProcess:
         path = self.tmp_path / f"loader-{len(self.loaders) + 1}.log"
@@ -111,9 +77,9 @@ class Processes:
         self.loaders.append(loader)
         return loader
 
-    def collector(self, options: list[str], *, workers: int = 1) -> Collector:
+    def collector(self, options: list[str], *, workers: int = 1) -> Server:
         number = len(self.collectors) + 1
-        server = Collector(
+        server = Server(
             self.tmp_path / f"collector-{number}",
             port=free_port(),
             workers=workers,

@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import nats
 from scaleout_support import (
-    Collector,
     Processes,
     StoredEvents,
     consumer_done,
@@ -19,14 +18,14 @@ from scaleout_support import (
     eventually,
 )
 
-from support import App
+from support import App, Server
 
 PER_REQUEST = 50
 
 
 def _client(
     number: int,
-    servers: list[Collector],
+    servers: list[Server],
     app: App,
     acked: set[str],
     stop: threading.Event,

@@ -135,12 +135,22 @@ class Adapter(Protocol):
     def encode_error(self, error: RequestError) -> Reply: ...
 
 
+UNREADABLE = (msgspec.DecodeError, RecursionError)
+"""What decoding a client's JSON may raise: not JSON, not the expected shape
+(``msgspec.ValidationError`` is a ``DecodeError``), or nested deeper than the decoder can go
+(``RecursionError``, which must never escape as a 500)."""
+
+
 def decode_json_body(body: bytes, decoder: msgspec.json.Decoder) -> Any:
     """Decode a JSON body, refusing it the same way for every protocol: ``invalid_json`` when it
-    is not JSON, ``invalid_body`` when it is not the expected shape."""
+    is not JSON, ``invalid_body`` when it is not the expected shape (or nested too deeply)."""
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise RequestError(400, "invalid_body", f"invalid request body: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise RequestError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise RequestError(
+            400, "invalid_body", "request body nests objects and arrays too deeply"
+        ) from None

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from tally.adapters.base import (
+    UNREADABLE,
     AppKey,
     Credentials,
     DecodedBatch,
@@ -26,7 +27,7 @@ from tally.adapters.base import (
     RequestError,
 )
 from tally.catalog.models import App
-from tally.model import LINK_EVENT, LINK_PREVIOUS, Drop, DropReason, Event
+from tally.model import LINK_EVENT, LINK_PREVIOUS, MAX_COUNT, Drop, DropReason, Event
 
 PROTOCOL = "countly"
 CONTENT_TYPE = "application/json; charset=utf-8"
@@ -47,6 +48,18 @@ USER_DETAILS_EVENT = "user.details"
 CONSENT_EVENT = "consent"
 
 MISSING_KEYS = 'Missing parameter "app_key" or "device_id"'
+SCALAR_PARAMS = (
+    "device_id",
+    "begin_session",
+    "end_session",
+    "session_duration",
+    "timestamp",
+    "old_device_id",
+    "checksum",
+    "checksum256",
+)
+"""Parameters that are one value: an object or array in one (an injection attempt, or a repeated
+name) is refused with ``Invalid parameter``, as Countly refuses a malformed ``app_id``."""
 _MESSAGES = {
     "missing_app_key": MISSING_KEYS,
     "unknown_app_key": "App does not exist",
@@ -68,9 +81,27 @@ def _result(status: int, message: str, **extra: str) -> Reply:
     )
 
 
+def _fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Name-value pairs as Countly's parser reads them: a repeated name gives the list of its
+    values (``app_key=a&app_key=b`` is an array, refused where one value is expected)."""
+    fields: dict[str, Any] = {}
+    for name, value in pairs:
+        if name not in fields:
+            fields[name] = value
+        elif isinstance(fields[name], list):
+            fields[name].append(value)
+        else:
+            fields[name] = [fields[name], value]
+    return fields
+
+
 def read_params(request: IngestRequest) -> dict[str, Any]:
     """Query string first, then body fields over it: the body wins, as in Countly."""
-    params: dict[str, Any] = dict(request.query)
+    params: dict[str, Any] = (
+        _fields(parse_qsl(request.raw_query, keep_blank_values=True))
+        if request.raw_query
+        else dict(request.query)
+    )
     body = request.body
     if not body:
         return params
@@ -78,14 +109,14 @@ def read_params(request: IngestRequest) -> dict[str, Any]:
     if content_type == "application/json":
         try:
             fields = _json_decode.decode(body)
-        except msgspec.DecodeError:
+        except UNREADABLE:
             return params
         if isinstance(fields, dict):
             params.update(fields)
         return params
     if content_type in ("", "application/x-www-form-urlencoded", "text/plain"):
         text = body.decode("utf-8", errors="replace")
-        params.update(parse_qsl(text, keep_blank_values=True))
+        params.update(_fields(parse_qsl(text, keep_blank_values=True)))
     return params
 
 
@@ -94,7 +125,7 @@ def json_param(value: Any) -> Any:
     if isinstance(value, str | bytes):
         try:
             return _json_decode.decode(value)
-        except msgspec.DecodeError:
+        except UNREADABLE:
             return None
     return value
 
@@ -127,9 +158,13 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _count(value: Any) -> int:
+def _count(value: Any) -> int | float:
+    """A whole number (Countly truncates), 1 when missing or 0; a count too large for the store
+    is passed on as the number sent, which the pipeline rejects (``invalid_measure``)."""
     number = _number(value)
-    return int(number) if number else 1
+    if not number:
+        return 1
+    return int(number) if abs(number) <= MAX_COUNT else number
 
 
 def _sum(value: Any) -> float | None:
@@ -261,7 +296,17 @@ class CountlyRequest:
         text = as_text(key)
         if text is None or self.device_id is None:
             raise RequestError(400, "missing_app_key", MISSING_KEYS)
+        self.check_shapes()
         return AppKey(text)
+
+    def check_shapes(self) -> None:
+        """One value where one is expected: never an operator object or a list of values. (JSON
+        parameters of the wrong shape, ``events`` not an array, ``metrics`` not an object, are
+        ignored, as in Countly.)"""
+        params = self.params
+        for name in SCALAR_PARAMS:
+            if isinstance(params.get(name), dict | list):
+                raise RequestError(400, "invalid_parameter", f'Invalid parameter "{name}"')
 
     def _event(self, index: int, name: Any, *, event_id: str, **fields: Any) -> Event:
         metrics = self.metrics

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from tally.adapters.base import (
+    UNREADABLE,
     Credentials,
     DecodedBatch,
     DecodedRequest,
@@ -38,7 +39,10 @@ CODES = {
     "too_many_events": (413, 40005, None),
     "invalid_user_property": (400, 55102, "Invalid user attributes exist"),
     "method_not_allowed": (405, 40500, None),
+    "request_timeout": (408, 40800, None),
+    "rate_limited": (429, 42900, None),
     "store_unavailable": (503, 50300, None),
+    "catalog_unavailable": (503, 50301, None),
     "internal_error": (500, 50000, None),
 }
 """Tally's stable EngageLab codes: (HTTP status, code, message if fixed). 40050 and 55102 are
@@ -115,7 +119,7 @@ class EngageLabAdapter:
             payload = bytes(raw)
             try:
                 item = _reported.decode(raw)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            except UNREADABLE as exc:
                 errors.append(
                     (self._bare(index, payload), Drop(DropReason.INVALID_EVENT, str(exc)))
                 )

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from tally.adapters.base import (
+    UNREADABLE,
     AppKey,
     Credentials,
     DecodedBatch,
@@ -20,7 +21,7 @@ from tally.adapters.base import (
 )
 from tally.catalog.models import App
 from tally.http.auth import basic_credentials, bearer_token
-from tally.model import Drop, DropReason, Event
+from tally.model import MAX_COUNT, Drop, DropReason, Event
 from tally.pipeline.timeparse import TimeError, parse_instant
 
 PROTOCOL = "native"
@@ -51,7 +52,8 @@ class NativeEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     device: Id | None = None
     session: Id | None = None
     label: str | None = None
-    count: int | None = None
+    count: Annotated[int, msgspec.Meta(le=MAX_COUNT)] | None = None
+    """How many times it happened (default 1)."""
     sum: float | None = None
     dur: float | None = None
     properties: dict[str, Any] | None = None
@@ -164,7 +166,7 @@ class NativeAdapter:
             payload = bytes(raw)
             try:
                 item = _item.decode(raw)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            except UNREADABLE as exc:
                 errors.append(
                     (
                         Event(index=index, protocol=PROTOCOL, payload=payload),

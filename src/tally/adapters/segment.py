@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from tally.adapters.base import (
+    UNREADABLE,
     AppKey,
     Credentials,
     DecodedBatch,
@@ -329,7 +330,7 @@ class SegmentAdapter:
             return basic
         try:
             body = _decode.decode(_inflate(request, 4 * MAX_BATCH_BYTES))
-        except (RequestError, msgspec.DecodeError):
+        except (RequestError, *UNREADABLE):
             return None
         return _write_key(body.get("writeKey")) if isinstance(body, dict) else None
 
@@ -407,7 +408,11 @@ class SegmentBatchAdapter(SegmentAdapter):
         errors: list[tuple[Event, Drop]] = []
         for index, raw in enumerate(envelope.batch):
             payload = bytes(raw)
-            message = _decode.decode(raw)  # valid: the whole batch parsed
+            try:
+                message = _decode.decode(raw)  # valid JSON: the whole batch parsed
+            except RecursionError:
+                _reject(index, payload, "the message nests objects and arrays too deeply", errors)
+                continue
             if not isinstance(message, dict):
                 _reject(index, payload, "a message must be an object", errors)
                 continue

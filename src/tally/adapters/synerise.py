@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from tally.adapters.base import (
+    UNREADABLE,
     AppKey,
     BearerToken,
     Credentials,
@@ -83,6 +84,9 @@ ERROR_CODES = {
     "invalid_property": 1015,
     "invalid_token": 1016,
     "missing_identity": 1017,
+    "value_too_long": 1018,
+    "nesting_too_deep": 1019,
+    "origin_not_allowed": 1020,
 }
 """Tally's numbers for ``errors[].code`` (Synerise's own catalogue is not public)."""
 _FIELD_OF_CODE = {
@@ -232,7 +236,7 @@ class SyneriseEventsAdapter:
             payload = bytes(raw)
             try:
                 events.extend(self._events(index, raw, payload))
-            except (_Invalid, msgspec.ValidationError, msgspec.DecodeError) as exc:
+            except (_Invalid, *UNREADABLE) as exc:
                 bare = Event(index=index, protocol=PROTOCOL, payload=payload)
                 value = exc.value if isinstance(exc, _Invalid) else None
                 errors.append((bare, Drop(DropReason.INVALID_EVENT, str(exc), value)))

@@ -4,7 +4,8 @@
 reads one back (strictly: unknown keys, wrong types and impossible definitions are refused with
 the path of the offending value), ``diff`` says what would change, and ``apply_catalog`` makes an
 app equal to a file. Exporting an app and applying the file to another app gives a copy whose
-export is the same text. Secrets (the Countly salt) are not part of the file and are left alone.
+export is the same text. Secrets (the Countly salt, a customer JWT secret) are not part of the
+file and are left alone.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from tally.catalog.definitions import (
     EventDefinition,
     PropertyDefinition,
 )
+from tally.catalog.models import SECRET_SETTINGS as _SECRETS
 from tally.catalog.models import AppSettings, check_settings
 
 if TYPE_CHECKING:
     from tally.catalog.store import Catalog
 
-SECRET_SETTINGS: Final = frozenset({"countly_salt"})
+SECRET_SETTINGS: Final = frozenset(_SECRETS)
 """Settings a catalog file neither shows nor changes."""
 
 

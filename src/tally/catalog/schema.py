@@ -27,7 +27,13 @@ apps = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("settings", sa.Text, nullable=False, server_default="{}"),
     sa.Column("catalog_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("previous_secret_hash", sa.String(200), nullable=True),
+    sa.Column("previous_secret_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("previous_app_key", sa.String(64), nullable=True, index=True),
+    sa.Column("previous_app_key_until", sa.DateTime(timezone=True), nullable=True),
 )
+"""``previous_*``: the API secret (hashed like the current one) and the app key a rotation
+replaced, valid until their ``_until`` time (the rotation's overlap window)."""
 
 event_definitions = sa.Table(
     "event_definitions",
@@ -141,6 +147,18 @@ def _notify_app_changes(conn: Connection) -> None:
     )
 
 
+def _add_key_rotation(conn: Connection) -> None:
+    timestamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+    for column in (
+        "previous_secret_hash VARCHAR(200)",
+        f"previous_secret_until {timestamp}",
+        "previous_app_key VARCHAR(64)",
+        f"previous_app_key_until {timestamp}",
+    ):
+        conn.execute(sa.text(f"ALTER TABLE apps ADD COLUMN {column}"))
+    conn.execute(sa.text("CREATE INDEX ix_apps_previous_app_key ON apps (previous_app_key)"))
+
+
 MIGRATIONS: list[Migration[Connection]] = [
     Migration(1, "apps with public app key and hashed API secret", _create_apps),
     Migration(2, "per-app settings document", _add_app_settings),
@@ -149,4 +167,7 @@ MIGRATIONS: list[Migration[Connection]] = [
     ),
     Migration(4, "dashboard users and their sessions", _add_dashboard_users),
     Migration(5, "PostgreSQL: announce app changes on a channel", _notify_app_changes),
+    Migration(
+        6, "the previous API secret and app key during a rotation's overlap", _add_key_rotation
+    ),
 ]

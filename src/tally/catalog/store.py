@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Final
 
 import msgspec
 import sqlalchemy as sa
@@ -19,6 +20,11 @@ from tally.migrations import pending
 from tally.utc import aware
 
 COMPONENT = "catalog"
+DEFAULT_OVERLAP: Final = timedelta(hours=24)
+"""How long a rotation keeps the replaced API secret (and app key) working, unless told."""
+MAX_OVERLAP: Final = timedelta(days=30)
+CONNECT_TIMEOUT: Final = 5
+"""Seconds a PostgreSQL catalog connection attempt may take."""
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -46,13 +52,34 @@ def _create_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
+    if url.startswith("postgresql"):
+        # A server that drops packets rather than refusing connections must not hold a request
+        # for minutes: a connection attempt gives up after CONNECT_TIMEOUT seconds (503).
+        return sa.create_engine(
+            url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+        )
     return sa.create_engine(url, pool_pre_ping=True)
 
 
 _settings_decoder = msgspec.json.Decoder(AppSettings)
 
 
-def _app(row: sa.Row) -> App:
+def _live(until: datetime | None, now: datetime) -> datetime | None:
+    """``until`` if it is still ahead of ``now``, else None (the overlap is over)."""
+    until = aware(until)
+    return until if until is not None and now < until else None
+
+
+def _previous_secret_hash(row: sa.Row, now: datetime) -> str | None:
+    """The replaced secret's hash while its overlap lasts."""
+    if row.previous_secret_hash and _live(row.previous_secret_until, now):
+        return str(row.previous_secret_hash)
+    return None
+
+
+def _app(row: sa.Row, now: datetime | None = None) -> App:
+    now = now or datetime.now(UTC)
+    key_until = _live(row.previous_app_key_until, now) if row.previous_app_key else None
     return App(
         id=row.id,
         name=row.name,
@@ -61,6 +88,11 @@ def _app(row: sa.Row) -> App:
         created_at=aware(row.created_at),
         settings=_settings_decoder.decode(row.settings or "{}"),
         catalog_version=row.catalog_version,
+        previous_app_key=row.previous_app_key if key_until else None,
+        previous_app_key_until=key_until,
+        previous_secret_until=(
+            _live(row.previous_secret_until, now) if row.previous_secret_hash else None
+        ),
     )
 
 
@@ -135,13 +167,28 @@ class Catalog:
             )
         return NewApp(app=app, api_secret=secret)
 
-    def rotate_secret(self, app_id: str, *, app_key: bool = False) -> NewApp:
-        """Give an app a new API secret (and, with ``app_key``, a new public app key); the old
-        ones stop working at once. The new secret is returned this once (KeyError: no app)."""
+    def rotate_secret(
+        self, app_id: str, *, app_key: bool = False, overlap: timedelta = DEFAULT_OVERLAP
+    ) -> NewApp:
+        """Give an app a new API secret (and, with ``app_key``, a new public app key). The
+        replaced ones keep working for ``overlap`` (zero: they stop at once); a rotation within
+        the overlap of an earlier one ends the earlier one's. The new secret is returned this
+        once; the app's ``previous_secret_until`` says when the old one stops (KeyError: no app,
+        ValueError: an overlap out of range)."""
+        if not timedelta(0) <= overlap <= MAX_OVERLAP:
+            raise ValueError(f"the overlap must be 0 to {int(MAX_OVERLAP.total_seconds())} seconds")
         secret = ids.new_api_secret()
-        values: dict[str, str] = {"api_secret_hash": hash_secret(secret)}
+        until = datetime.now(UTC) + overlap if overlap else None
+        # On the right-hand side of SET, columns are the row's values before the update.
+        values: dict[str, object] = {
+            "api_secret_hash": hash_secret(secret),
+            "previous_secret_hash": apps.c.api_secret_hash if until else None,
+            "previous_secret_until": until,
+        }
         if app_key:
             values["app_key"] = ids.new_app_key()
+            values["previous_app_key"] = apps.c.app_key if until else None
+            values["previous_app_key_until"] = until
         with self.engine.begin() as conn:
             if not conn.execute(apps.update().where(apps.c.id == app_id).values(**values)).rowcount:
                 raise KeyError(app_id)
@@ -184,32 +231,61 @@ class Catalog:
         return _app(row) if row else None
 
     def app_by_key(self, app_key: str) -> App | None:
-        row = self._one(apps.c.app_key, app_key)
-        return _app(row) if row else None
+        """The app whose public key this is, or whose previous key within its overlap."""
+        now = datetime.now(UTC)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(apps).where(
+                    sa.or_(apps.c.app_key == app_key, apps.c.previous_app_key == app_key)
+                )
+            ).all()
+        found = [_app(row, now) for row in rows]
+        found = [app for app in found if app.accepts_app_key(app_key, now)]
+        found.sort(key=lambda app: app.app_key != app_key)  # a current key wins
+        return found[0] if found else None
+
+    def _verified(self, api_key: str, api_secret: str) -> tuple[sa.Row, str] | None:
+        """The app's row and the stored hash the secret matched: the current secret's, or the
+        previous one's within its overlap."""
+        row = self._one(apps.c.api_key, api_key)
+        if row is None:
+            return None
+        if self._secrets.verify(row.api_secret_hash, api_secret):
+            return row, row.api_secret_hash
+        previous = _previous_secret_hash(row, datetime.now(UTC))
+        if previous is not None and self._secrets.verify(previous, api_secret):
+            return row, previous
+        return None
 
     def authenticate(self, api_key: str, api_secret: str) -> App | None:
         """The app whose API key and secret these are, or None."""
-        row = self._one(apps.c.api_key, api_key)
-        if row is None or not self._secrets.verify(row.api_secret_hash, api_secret):
-            return None
-        return _app(row)
+        verified = self._verified(api_key, api_secret)
+        return None if verified is None else _app(verified[0])
 
     def issue_workspace_token(self, api_key: str, api_secret: str) -> str | None:
-        """A workspace JWT for these credentials (Synerise's login), or None if they are wrong."""
-        row = self._one(apps.c.api_key, api_key)
-        if row is None or not self._secrets.verify(row.api_secret_hash, api_secret):
+        """A workspace JWT for these credentials (Synerise's login), or None if they are wrong.
+        Made with the previous secret, it stops working when that secret does."""
+        verified = self._verified(api_key, api_secret)
+        if verified is None:
             return None
-        return tokens.issue_workspace_token(_app(row), row.api_secret_hash)
+        row, secret_hash = verified
+        return tokens.issue_workspace_token(_app(row), secret_hash)
 
     def app_by_workspace_token(self, token: str) -> App | None:
         try:
             row = self._one(apps.c.id, tokens.workspace_token_app(token))
-            if row is None:
-                return None
-            tokens.verify_workspace_token(token, row.api_secret_hash)
         except tokens.InvalidToken:
             return None
-        return _app(row)
+        if row is None:
+            return None
+        hashes = [row.api_secret_hash, _previous_secret_hash(row, datetime.now(UTC))]
+        for secret_hash in filter(None, hashes):
+            try:
+                tokens.verify_workspace_token(token, secret_hash)
+            except tokens.InvalidToken:
+                continue
+            return _app(row)
+        return None
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

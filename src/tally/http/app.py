@@ -35,6 +35,7 @@ from tally.http import (
     synerise_auth,
     transfer_api,
 )
+from tally.http.apps import CATALOG_DRIVER_ERRORS, catalog_unreachable
 from tally.http.asgi import Receive, Scope, Send
 from tally.http.countly_read import analytics_events_endpoint, o_endpoint
 from tally.http.countly_sdk import CountlySdkEndpoint
@@ -130,7 +131,11 @@ class TallyApp:
                 Route(TALLY_JS_PATH, tally_js, methods=["GET"]),
                 *dashboard_pages(),
             ],
-            exception_handlers={HTTPException: http_exception, Exception: unexpected},
+            exception_handlers={
+                HTTPException: http_exception,
+                **dict.fromkeys(CATALOG_DRIVER_ERRORS, catalog_unreachable),
+                Exception: unexpected,
+            },
             lifespan=lifespan,
         )
         self.api.state.services = services

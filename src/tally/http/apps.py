@@ -1,21 +1,79 @@
 """Resolving credentials to apps, and apps to their compiled rules, cached so that catalog edits
 apply in running workers without a restart: for a second, or, on PostgreSQL, until the catalog
-announces a change to the app (``catalog.changes``; a minute at most, in case one is missed)."""
+announces a change to the app (``catalog.changes``; a minute at most, in case one is missed).
+
+When the catalog cannot be reached (PostgreSQL down, the SQLite file unreadable), an app or rules
+this process already knows are used as they are (asking the catalog again once a ``ttl``), so
+ingest for known apps goes on; anything else raises ``CatalogUnavailable`` (503, Retry-After)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
 
 from tally.adapters.base import ApiCredentials, AppKey, BearerToken, Credentials
 from tally.catalog import App, Catalog
 from tally.catalog.changes import ChangeListener, listen_url
 from tally.catalog.definitions import Permission, PropertyType
+from tally.http.errors import ApiError, http_exception
 from tally.pipeline.app_rules import AppRules
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
 
 LISTENING_TTL = 60.0
 """How long an app record is trusted while the catalog's change announcements are heard."""
+RETRY_AFTER = "1"
+UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, OSError)
+"""What the catalog's driver raises when the database cannot be reached or read, as opposed to a
+bug (those stay 500s)."""
+T = TypeVar("T")
+
+
+class CatalogUnavailable(ApiError):
+    """The catalog cannot be read right now: 503 with Retry-After (the read and management API
+    render it as ``{"error": ...}``; ingest in the protocol's own shape)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            503,
+            "catalog_unavailable",
+            f"the catalog cannot be reached; retry later ({reason})",
+            headers={"retry-after": RETRY_AFTER},
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+async def read_catalog(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` in a thread, with an unreachable catalog raised as ``CatalogUnavailable``."""
+    try:
+        return await asyncio.to_thread(call, *args)
+    except UNREACHABLE as exc:
+        raise CatalogUnavailable(_reason(exc)) from exc
+
+
+CATALOG_DRIVER_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+"""Raised by catalog calls that do not go through ``read_catalog`` (the management and read
+endpoints): the Starlette app answers them with ``catalog_unreachable``."""
+
+
+async def catalog_unreachable(request: Request, exc: Exception) -> Response:
+    """A catalog call failed because the database cannot be reached: 503, not a 500."""
+    return await http_exception(request, CatalogUnavailable(_reason(exc)))
 
 
 class AppResolver:
@@ -58,43 +116,57 @@ class AppResolver:
         self._ensure_listening()
         now = time.monotonic()
         hit = self._by_key.get(key)
+        known = hit[1] if hit is not None else None
+        if known is not None and key != known.app_key and not known.accepts_app_key(key, utc_now()):
+            # a rotated-away key whose overlap ended: nothing announces that moment
+            self._by_key.pop(key, None)
+            return None
         if hit is not None and hit[0] + self.current_ttl > now:
             return hit[1]
-        app = await asyncio.to_thread(self.catalog.app_by_key, key)
+        try:
+            app = await read_catalog(self.catalog.app_by_key, key)
+        except CatalogUnavailable:
+            if hit is None:
+                raise
+            self._by_key[key] = (now, hit[1])  # ask the catalog again in a ttl, not every request
+            return hit[1]
         if len(self._by_key) > 100_000:
             self._by_key.clear()
         self._by_key[key] = (now, app)
         return app
 
     async def by_api_credentials(self, key: str, secret: str) -> App | None:
-        return await asyncio.to_thread(self.catalog.authenticate, key, secret)
+        return await read_catalog(self.catalog.authenticate, key, secret)
 
     async def resolve(self, credentials: Credentials) -> App | None:
         if isinstance(credentials, AppKey):
             return await self.by_app_key(credentials.key)
         if isinstance(credentials, BearerToken):
-            return await asyncio.to_thread(self.catalog.app_by_workspace_token, credentials.token)
+            return await read_catalog(self.catalog.app_by_workspace_token, credentials.token)
         assert isinstance(credentials, ApiCredentials)
         return await self.by_api_credentials(credentials.key, credentials.secret)
 
     def forget(self, app_id: str) -> None:
-        """Drop what is cached about an app (this process just changed it, or the catalog
-        announced a change), so the change applies here at once."""
-        self._rules.pop(app_id, None)
+        """Read the app again on its next request (this process just changed it, or the catalog
+        announced a change), so the change applies here at once. Its rules are rebuilt then if
+        its catalog version or settings changed; until then they stay, for when the catalog
+        cannot be reached."""
         self._forget_app_record(app_id)
 
     def forget_all(self) -> None:
-        self._by_key.clear()
-        self._rules.clear()
+        """Read every app again on its next request (kept, like ``forget``, for outages)."""
+        self._by_key = {key: (-math.inf, app) for key, (_, app) in self._by_key.items()}
 
     def close(self) -> None:
         if self.listener is not None:
             self.listener.stop()
 
     def _forget_app_record(self, app_id: str) -> None:
-        self._by_key = {
-            key: hit for key, hit in self._by_key.items() if hit[1] is None or hit[1].id != app_id
-        }
+        """Read the app again on its next request; the record stays for when the catalog
+        cannot be reached."""
+        for key, hit in list(self._by_key.items()):
+            if hit[1] is not None and hit[1].id == app_id:
+                self._by_key[key] = (-math.inf, hit[1])
 
     async def rules(self, app: App) -> AppRules:
         """The app's compiled rules; rebuilt when its catalog version or settings changed (the app
@@ -102,7 +174,12 @@ class AppResolver:
         cached = self._rules.get(app.id)
         if cached is not None and cached.is_current(app):
             return cached
-        definitions, aliases = await asyncio.to_thread(self._load, app.id)
+        try:
+            definitions, aliases = await read_catalog(self._load, app.id)
+        except CatalogUnavailable:
+            if cached is None:
+                raise
+            return cached  # the rules as last read, until the catalog answers again
         rules = AppRules(app, definitions, aliases)
         self._rules[app.id] = rules
         return rules

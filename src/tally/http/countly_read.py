@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -48,6 +48,7 @@ from tally.query.model import (
     SeriesSpec,
     TrendsQuery,
 )
+from tally.query.period import zone
 from tally.query.run import Runner
 
 CONTENT_TYPE: Final = "application/json; charset=utf-8"
@@ -683,6 +684,8 @@ def _credentials(params: dict[str, Any], headers: dict[str, str]) -> ApiCredenti
 async def authenticate(
     services: Services, params: dict[str, Any], headers: dict[str, str], app_id: str
 ) -> App:
+    if any(isinstance(params.get(name), dict | list) for name in ("api_key", "api_secret")):
+        raise CountlyError(401, "User does not exist")  # an operator, or a list, names nobody
     credentials = _credentials(params, headers)
     if credentials is None:
         if params.get("auth_token") or headers.get("countly-token"):
@@ -734,6 +737,8 @@ class CountlyReadEndpoint:
         services = self.services
         request = await ingest_request(scope, receive, services.limits.max_body_bytes)
         params = read_params(request)
+        if isinstance(params.get("app_id"), dict | list):
+            raise CountlyError(400, 'Invalid parameter "app_id"')  # an operator, or a list
         app_id = as_text(params.get("app_id"))
         if app_id is None:
             raise CountlyError(400, 'Missing parameter "app_id"')
@@ -746,10 +751,9 @@ class CountlyReadEndpoint:
                 raise CountlyError(400, "Invalid method")
         assert handler is not None
         app = await authenticate(services, params, request.headers, app_id)
-        tz_name = as_text(params.get("tz")) or "UTC"
         try:
-            tz = ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError):
+            tz = zone(as_text(params.get("tz")) or "UTC")
+        except QueryError:
             raise CountlyError(400, 'Invalid parameter "tz"') from None
         now = _now(params)
         try:

@@ -3,6 +3,7 @@ answered; an empty configuration keeps the SDK on its defaults, sending as usual
 
 from __future__ import annotations
 
+import logging
 import time
 
 from tally.adapters.base import Reply, RequestError
@@ -11,6 +12,8 @@ from tally.http.asgi import Receive, Scope, Send, ingest_request, send_reply
 from tally.http.services import Services
 
 _encode_error = CountlyAdapter().encode_error
+
+log = logging.getLogger("tally.ingest")
 
 
 class CountlySdkEndpoint:
@@ -29,6 +32,11 @@ class CountlySdkEndpoint:
             return
         except RequestError as error:
             reply = _encode_error(error)
+        except Exception:
+            log.exception("unexpected error in Countly's /o/sdk")
+            reply = _encode_error(
+                RequestError(500, "internal_error", "an unexpected error occurred")
+            )
         await send_reply(send, reply, CORS_HEADERS)
 
     async def _answer(self, scope: Scope, receive: Receive) -> Reply:

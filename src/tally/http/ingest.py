@@ -6,6 +6,7 @@ durable append happen here, once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from datetime import UTC, datetime
@@ -22,7 +23,9 @@ from tally.adapters.base import (
 )
 from tally.catalog import App
 from tally.catalog.definitions import Permission
-from tally.http.asgi import Receive, Scope, Send, ingest_request, send_reply
+from tally.http.apps import CatalogUnavailable
+from tally.http.asgi import Receive, Scope, Send, client_ip, ingest_request, send_reply
+from tally.http.origins import check_origin
 from tally.http.services import Services
 from tally.model import Access, DropReason, FailedEvent
 from tally.pipeline import Rejection, RequestContext
@@ -71,6 +74,9 @@ class IngestEndpoint:
                     f"{method} is not allowed here; use {allowed}",
                     headers=[("allow", allowed)],
                 )
+            wait = self.services.rate_limiter.ip(client_ip(scope))
+            if wait is not None:
+                raise self._rate_limited("ip", wait)
             reply = await self._ingest(scope, receive)
         except ConnectionAbortedError:
             return
@@ -87,6 +93,13 @@ class IngestEndpoint:
                     headers=[("retry-after", "1")],
                 )
             )
+        except CatalogUnavailable as exc:
+            metrics.REQUESTS_REJECTED.labels(self.adapter.protocol, exc.code).inc()
+            reply = self.adapter.encode_error(
+                RequestError(
+                    exc.status_code, exc.code, exc.detail, headers=list((exc.headers or {}).items())
+                )
+            )
         except Exception:
             log.exception("unexpected error in %s ingest", self.adapter.protocol)
             reply = self.adapter.encode_error(
@@ -100,7 +113,16 @@ class IngestEndpoint:
         services = self.services
         limits = services.limits
         protocol = self.adapter.protocol
-        request = await ingest_request(scope, receive, limits.max_body_bytes)
+        try:
+            async with asyncio.timeout(limits.body_timeout):
+                request = await ingest_request(scope, receive, limits.max_body_bytes)
+        except TimeoutError:
+            raise RequestError(
+                408,
+                "request_timeout",
+                f"the request body did not arrive within {limits.body_timeout:g} s",
+                headers=[("connection", "close")],
+            ) from None
         received_at = datetime.now(UTC)
         try:
             decoded = self.adapter.decode(request)
@@ -108,17 +130,24 @@ class IngestEndpoint:
             # The body is unreadable; if the headers name an app, keep the request for that app.
             early = self.adapter.credentials(request)
             app = await services.resolver.resolve(early) if early else None
+            if app is not None:
+                self._limit_app(app)
             if app is not None and error.status >= 400:
                 await self._keep_failed_request(app, received_at, _payload(request), error)
             raise
 
         parts: list[tuple[App, DecodedRequest]] = []
+        limited: set[str] = set()
         for part in decoded.parts:
             app = await self._app_of(part, skip_unknown=decoded.skip_unknown_apps)
             if app is None:
                 continue
+            if app.id not in limited:  # before anything of the request is kept for the app
+                limited.add(app.id)
+                self._limit_app(app)
             try:
                 self.adapter.check(app, request)
+                check_origin(app, part.credentials, request)
             except RequestError as error:
                 await self._keep_failed_request(app, received_at, _payload(request), error)
                 raise
@@ -189,6 +218,22 @@ class IngestEndpoint:
             enforce_definitions=part.enforce_definitions or customer_id is not None,
             allow_reserved=part.allow_reserved,
             customer_id=customer_id,
+        )
+
+    def _limit_app(self, app: App) -> None:
+        wait = self.services.rate_limiter.app(app.id)
+        if wait is not None:
+            raise self._rate_limited("app", wait)
+
+    def _rate_limited(self, by: str, wait: int) -> RequestError:
+        """A 429; nothing of the request is kept (that would let a flood fill the disk)."""
+        metrics.REQUESTS_RATE_LIMITED.labels(self.adapter.protocol, by).inc()
+        what = "this client address" if by == "ip" else "this app"
+        return RequestError(
+            429,
+            "rate_limited",
+            f"too many requests for {what}; retry in {wait} s",
+            headers=[("retry-after", str(wait))],
         )
 
     async def _app_of(self, part: DecodedRequest, *, skip_unknown: bool) -> App | None:

@@ -27,7 +27,7 @@ from tally.catalog.definitions import (
     EventStatus,
     PropertyDefinition,
 )
-from tally.catalog.models import AppSettings
+from tally.catalog.models import SECRET_SETTINGS, AppSettings, redacted
 from tally.http.api import authenticated_app, decode_body, json_response
 from tally.http.errors import ApiError
 from tally.http.services import Services
@@ -57,11 +57,9 @@ def _services(request: Request) -> Services:
 
 
 def settings_view(settings: AppSettings) -> dict[str, Any]:
-    """Every setting with its value (defaults included); the Countly salt is a secret, so only
-    whether it is set is shown."""
-    view = msgspec.structs.asdict(settings)
-    view["countly_salt"] = "set" if settings.countly_salt else None
-    return msgspec.to_builtins(view)
+    """Every setting with its value (defaults included); secrets (the Countly salt, the customer
+    JWT secret) are written, never read back: only whether they are set is shown."""
+    return msgspec.to_builtins(msgspec.structs.asdict(redacted(settings)))
 
 
 async def get_settings(request: Request) -> Response:
@@ -79,6 +77,9 @@ async def patch_settings(request: Request) -> Response:
         raise ApiError(
             400, "invalid_settings", f"unknown settings {sorted(unknown)}; known: {known}"
         )
+    for name in SECRET_SETTINGS:  # a view sent back as it was read leaves the secret alone
+        if changes.get(name) == "set":
+            del changes[name]
     try:
         updated = await asyncio.to_thread(services.catalog.update_settings, app.id, **changes)
     except ValueError as exc:

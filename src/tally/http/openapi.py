@@ -114,8 +114,11 @@ def countly_write(operation: str, summary: str, parameters: list[dict[str, Any]]
     responses = {
         "200": _json("CountlyResult", "`Success` (with `info` for a duplicate request)."),
         "400": _json("CountlyResult", "`Missing parameter ...`, `App does not exist`."),
+        "403": _json("CountlyResult", "The origin is not one the app allows."),
         "405": _json("CountlyResult", "`Method not allowed`."),
-        "503": _json("CountlyResult", "The store cannot take writes; retry."),
+        "408": _json("CountlyResult", "The body came too slowly."),
+        "429": _json("CountlyResult", "Rate limited; retry after `Retry-After` seconds."),
+        "503": _json("CountlyResult", "The store or the catalog is unavailable; retry."),
     }
     return {
         "get": {
@@ -220,7 +223,9 @@ def engagelab(operation: str, summary: str, body: str) -> dict[str, Any]:
                 "description": body,
                 "content": {"application/json": {"schema": {"type": "object"}}},
             },
-            "responses": {status: reply for status in ("200", "400", "401", "413", "503")},
+            "responses": {
+                status: reply for status in ("200", "400", "401", "408", "413", "429", "503")
+            },
         }
     }
 
@@ -297,7 +302,7 @@ def synerise(path: str) -> dict[str, Any]:
             "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
             "responses": {
                 "202": {"description": "Stored (some items of a batch may be rejected)."},
-                **{status: error for status in ("400", "401", "413", "503")},
+                **{status: error for status in ("400", "401", "403", "408", "413", "429", "503")},
             },
         }
     }
@@ -343,8 +348,14 @@ def segment(call: str, short: str | None = None) -> dict[str, Any]:
                     "`too_many_events`.",
                 ),
                 "401": _json("SegmentError", "`missing_app_key`, `unknown_app_key`."),
+                "403": _json("SegmentError", "`origin_not_allowed`."),
                 "405": _json("SegmentError", "`method_not_allowed`."),
-                "503": _json("SegmentError", "`store_unavailable`: nothing stored; retry."),
+                "408": _json("SegmentError", "`request_timeout`."),
+                "429": _json("SegmentError", "`rate_limited`: retry after `Retry-After`."),
+                "503": _json(
+                    "SegmentError",
+                    "`store_unavailable`, `catalog_unavailable`: nothing stored; retry.",
+                ),
             },
         },
         "options": {
@@ -442,9 +453,15 @@ def openapi_document() -> dict[str, Any]:
                             },
                         },
                         "401": _error("Missing or unknown app key."),
+                        "403": _error("`origin_not_allowed`: the app's allowed origins."),
                         "405": _error("Method not allowed."),
+                        "408": _error("`request_timeout`: the body came too slowly."),
                         "413": _error("Body or batch larger than the limits."),
-                        "503": _error("The store cannot take writes; nothing was stored. Retry."),
+                        "429": _error("`rate_limited`: retry after `Retry-After` seconds."),
+                        "503": _error(
+                            "`store_unavailable` or `catalog_unavailable`: nothing was stored. "
+                            "Retry after `Retry-After` seconds."
+                        ),
                     },
                 },
                 "options": {

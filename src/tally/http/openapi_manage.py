@@ -9,7 +9,7 @@ import msgspec
 
 from tally.catalog.definitions import EventAlias, EventDefinition
 from tally.catalog.models import AppSettings
-from tally.http.apps_api import AppList, CreateApp, NewAppView, RotateKeys
+from tally.http.apps_api import AppList, CreateApp, NewAppView, RotatedAppView, RotateKeys
 from tally.http.failed import (
     DiscardedCounts,
     FailedEventDetail,
@@ -81,6 +81,7 @@ SCHEMAS = [
     CreateApp,
     RotateKeys,
     NewAppView,
+    RotatedAppView,
 ]
 
 
@@ -272,10 +273,16 @@ def dashboard_paths() -> dict[str, Any]:
                 parameters=[_APP_ID],
                 body="RotateKeys",
                 body_required=False,
-                replies={"200": "NewAppView", "403": "ErrorResponse", "404": "ErrorResponse"},
-                description="The old secret (and app key) stop working at once in this worker "
-                "and within a second in the others; workspace JWTs made with the old secret "
-                "are refused too. " + _CSRF,
+                replies={
+                    "200": "RotatedAppView",
+                    "400": "ErrorResponse",
+                    "403": "ErrorResponse",
+                    "404": "ErrorResponse",
+                },
+                description="The old secret (and app key), and workspace JWTs made with the old "
+                "secret, keep working for `overlap_seconds` (default 86400; 0: they stop at once "
+                "in this worker and within a second in the others); `previous_valid_until` says "
+                "until when. " + _CSRF,
             ),
         },
     }
@@ -287,7 +294,9 @@ _CHANGES = "Applies at once in this worker and within a second in every other, w
 def management_paths() -> dict[str, Any]:
     settings_patch = {
         "type": "object",
-        "description": "Only the settings to change; see the AppSettings schema for each.",
+        "description": "Only the settings to change; see the AppSettings schema for each. "
+        'Secrets (countly_salt, customer_jwt_secret) are read back as "set"; sending "set" '
+        "leaves them as they are.",
         "additionalProperties": True,
     }
     return {

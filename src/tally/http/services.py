@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from tally.catalog import Catalog
 from tally.http.apps import AppResolver
+from tally.http.rate_limit import RateLimiter
 from tally.http.throttle import LoginThrottle
 from tally.limits import Limits
 from tally.pipeline import DEFAULT_STEPS, Pipeline
@@ -20,10 +21,15 @@ class Services:
     pipeline: Pipeline = field(default_factory=lambda: Pipeline(DEFAULT_STEPS))
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     """Failed dashboard logins per email, in this process."""
+    rate_limiter: RateLimiter = None  # type: ignore[assignment]
+    """Ingest requests per client address and per app, in this process (from ``limits`` if not
+    given)."""
     resolver: AppResolver = field(init=False)
 
     def __post_init__(self) -> None:
         self.resolver = AppResolver(self.catalog)
+        if self.rate_limiter is None:
+            self.rate_limiter = RateLimiter(self.limits)
 
     async def close(self) -> None:
         self.resolver.close()

@@ -10,7 +10,8 @@ import math
 from typing import Final
 
 from tally.ids import uuid7
-from tally.model import Drop, DropReason, Event
+from tally.limits import Limits
+from tally.model import MAX_COUNT, Drop, DropReason, Event
 from tally.pipeline.context import RequestContext
 from tally.pipeline.definitions import check_definition, check_reserved, note_first_seen
 from tally.pipeline.filters import filter_lists, filter_traffic
@@ -55,8 +56,11 @@ def check_measures(event: Event, ctx: RequestContext) -> Event | Drop:
     count = event.count
     if count is None:
         event.count = 1
-    elif isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        return Drop(DropReason.INVALID_MEASURE, f"count must be a whole number >= 1, got {count!r}")
+    elif isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+        return Drop(
+            DropReason.INVALID_MEASURE,
+            f"count must be a whole number from 1 to {MAX_COUNT}, got {count!r}",
+        )
     for field in ("sum", "dur"):
         value = getattr(event, field)
         if value is None:
@@ -83,6 +87,71 @@ def limit_properties(event: Event, ctx: RequestContext) -> Event | Drop:
             f"the limit is {ctx.limits.max_properties}",
         )
     return event
+
+
+_USER_FIELDS: Final = (
+    ("user_id", "user id"),
+    ("device_id", "device id"),
+    ("session_id", "session id"),
+)
+
+
+def limit_values(event: Event, ctx: RequestContext) -> Event | Drop:
+    """The operator's caps on lengths and nesting: event name, user/device/session ids, property
+    names and string values (at any depth), and how deep property values nest."""
+    limits = ctx.limits
+    name = event.name
+    if isinstance(name, str) and len(name) > limits.max_name_length:
+        # the protocol's own name rule (check_name) is usually the stricter one
+        return Drop(
+            DropReason.INVALID_NAME,
+            f"event name is {len(name)} characters; the limit is {limits.max_name_length}",
+        )
+    for field, what in _USER_FIELDS:
+        value = getattr(event, field)
+        if isinstance(value, str) and len(value) > limits.max_user_id_length:
+            return Drop(
+                DropReason.VALUE_TOO_LONG,
+                f"{what} is {len(value)} characters; the limit is {limits.max_user_id_length}",
+            )
+    if event.properties:
+        return _check_nested(event.properties, limits, 0, "") or event
+    return event
+
+
+def _check_nested(container: dict | list, limits: Limits, depth: int, path: str) -> Drop | None:
+    """The first property name, string value or nesting in ``container`` over its limit."""
+    if depth > limits.max_depth:
+        return Drop(
+            DropReason.NESTING_TOO_DEEP,
+            f"property {path} nests objects and arrays deeper than {limits.max_depth} levels",
+        )
+    longest_key, longest = limits.max_key_length, limits.max_string_length
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    for key, value in items:
+        if isinstance(key, str) and len(key) > longest_key:
+            return Drop(
+                DropReason.VALUE_TOO_LONG,
+                f"a property name is {len(key)} characters; the limit is {longest_key}",
+            )
+        if type(value) is str:
+            if len(value) > longest:
+                return Drop(
+                    DropReason.VALUE_TOO_LONG,
+                    f"property {_path(path, key)} is {len(value)} characters; "
+                    f"the limit is {longest}",
+                )
+        elif isinstance(value, dict | list):
+            drop = _check_nested(value, limits, depth + 1, _path(path, key))
+            if drop is not None:
+                return drop
+    return None
+
+
+def _path(path: str, key: object) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
 
 
 def enrich_context(event: Event, ctx: RequestContext) -> Event | Drop:
@@ -127,6 +196,7 @@ DEFAULT_STEPS: Final[tuple[Step, ...]] = (
     resolve_time,
     check_measures,
     limit_properties,
+    limit_values,
     check_definition,
     assign_id,
     note_first_seen,

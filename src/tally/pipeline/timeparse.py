@@ -38,7 +38,12 @@ def parse_instant(value: object) -> datetime:
             instant = msgspec.convert(text, datetime)
         except msgspec.ValidationError as exc:
             raise TimeError(f"time {value!r} is not ISO 8601 or an epoch number") from exc
-        instant = instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+        try:
+            instant = (
+                instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+            )
+        except OverflowError as exc:  # 0001-01-01T00:00+01:00, 9999-12-31T23:59-01:00
+            raise TimeError(f"time {value!r} is out of range") from exc
     elif isinstance(value, datetime):
         instant = value if value.tzinfo else value.replace(tzinfo=UTC)
     else:
@@ -49,8 +54,13 @@ def parse_instant(value: object) -> datetime:
 
 
 def correct_skew(event_time: datetime, sent_at: datetime, received_at: datetime) -> datetime:
-    """Segment's rule: time = received_at - (sent_at - event_time), all from the client's clock."""
-    return received_at - (sent_at - event_time)
+    """Segment's rule: time = received_at - (sent_at - event_time), all from the client's clock.
+    A correction past the calendar's ends (year 1 or 9999, from absurd client clocks) is ignored:
+    the event time stays as sent."""
+    try:
+        return received_at - (sent_at - event_time)
+    except OverflowError:
+        return event_time
 
 
 FUTURE_TOLERANCE = timedelta(minutes=1)

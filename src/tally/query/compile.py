@@ -71,7 +71,9 @@ def condition(item: Filter) -> Sql:
         return out + ")"
     if op is Op.CONTAINS:
         return Sql(dialect.contains(text.text), [*text.params, str(item.value)])
-    return Sql(f"{dialect.as_number(text.text)} {_COMPARE[op]} ?", [*text.params, item.value])
+    assert isinstance(item.value, int | float)
+    number = float(item.value)  # a bound double, as ``_equals`` binds one
+    return Sql(f"{dialect.as_number(text.text)} {_COMPARE[op]} ?", [*text.params, number])
 
 
 def bucket(period: Period, column: str = "e.time") -> Sql:

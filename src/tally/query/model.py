@@ -7,6 +7,7 @@ Queries are decoded with msgspec into these types (a tagged union on ``kind``), 
 from __future__ import annotations
 
 import enum
+import math
 from datetime import datetime
 from typing import Annotated, Final
 
@@ -178,9 +179,25 @@ def property_name(field: str) -> str | None:
     )
 
 
+def _check_number(where: str, value: Scalar) -> None:
+    """A number must be a finite double: the stores compare numbers as doubles (and a DuckDB
+    parameter cannot be an integer beyond 128 bits)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    try:
+        finite = math.isfinite(float(value))
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise QueryError("invalid_query", f"{where}: {value!r} is out of a number's range")
+
+
 def check_filter(where: str, item: Filter) -> None:
     property_name(item.field)
     value = item.value
+    for one in value if isinstance(value, list) else [value]:
+        if one is not None:
+            _check_number(where, one)
     if item.op in (Op.IS_SET, Op.IS_NOT_SET):
         return
     if value is None:

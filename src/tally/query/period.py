@@ -9,14 +9,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from tally.query.model import MAX_BUCKETS, Interval, QueryError, parse_bound
 
 _HOUR = timedelta(hours=1)
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
+"""A period (and the one it is compared with) lies between these: times the stores hold (the
+ClickHouse store counts microseconds from 1970, unsigned)."""
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    """IANA names the stores know. The zone files also hold names the stores do not (``localtime``,
+    ``posixrules``, ``right/...``, ``posix/...``) and paths; the zone is sent to the store as a
+    bound parameter, so only its meaning could go wrong, never the SQL."""
+    return frozenset(available_timezones() - {"localtime"})
 
 
 def zone(name: str) -> ZoneInfo:
+    """The query's time zone; every reader of a ``tz`` checks it here."""
+    if name not in _zone_names():
+        raise QueryError("invalid_timezone", f"unknown time zone {name!r}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -25,9 +42,19 @@ def zone(name: str) -> ZoneInfo:
 
 def _instant(name: str, text: str, tz: ZoneInfo) -> datetime:
     bound = parse_bound(name, text)
-    if isinstance(bound, str):
-        return datetime.combine(date.fromisoformat(bound), datetime.min.time(), tz).astimezone(UTC)
-    return bound.astimezone(UTC)
+    try:
+        if isinstance(bound, str):
+            local = datetime.combine(date.fromisoformat(bound), datetime.min.time(), tz)
+            instant = local.astimezone(UTC)
+        else:
+            instant = bound.astimezone(UTC)
+    except OverflowError:
+        instant = EARLIEST - _HOUR  # beyond what a datetime holds: out of range below
+    if not EARLIEST <= instant <= LATEST:
+        raise QueryError(
+            "invalid_query", f"{name}: {text!r} is not between {EARLIEST.year} and {LATEST.year}"
+        )
+    return instant
 
 
 def _local_start(local: datetime, interval: Interval) -> datetime:
@@ -89,6 +116,11 @@ class Period:
 
     def previous(self) -> Period:
         """The period of the same length just before this one."""
+        if self.start - (self.end - self.start) < EARLIEST:
+            raise QueryError(
+                "invalid_query",
+                f"the period before this one (compare) starts before {EARLIEST.year}",
+            )
         return Period(self.start - (self.end - self.start), self.start, self.tz, self.interval)
 
     def bucket_count(self) -> int:

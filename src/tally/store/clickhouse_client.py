@@ -6,6 +6,7 @@ gets its own (``Connections``).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -131,6 +132,9 @@ def _literal(value: Any, client: Client) -> str:
         if isinstance(value, list):
             return f"[{inner}]"
         return f"({inner})"
+    if isinstance(value, float) and value and abs(value) < sys.float_info.min:
+        # 18.16's parser refuses subnormal literals (5e-324); as text it reads them (as 0.0).
+        return f"toFloat64('{value!r}')"
     return str(escape_param(value, client.connection.context))
 
 

@@ -4,7 +4,17 @@
 
 import { api, appPath } from "../api.js";
 import { appHref } from "../app.js";
-import { append, clear, codeBlock, copyButton, errorBox, h, pageHeader, uid } from "../dom.js";
+import {
+  append,
+  clear,
+  codeBlock,
+  copyButton,
+  errorBox,
+  h,
+  pageHeader,
+  select,
+  uid,
+} from "../dom.js";
 
 /** Stands in for the secret wherever a snippet needs it: Tally cannot show the real one. */
 const SECRET = "API_SECRET";
@@ -94,10 +104,20 @@ function keyList(app) {
   ]);
 }
 
+/** How long the old credentials keep working after a rotation: [seconds, label]. */
+const OVERLAPS = [
+  ["0", "no time: they stop at once"],
+  ["3600", "1 hour"],
+  ["86400", "24 hours"],
+  ["604800", "7 days"],
+];
+const DEFAULT_OVERLAP = "86400";
+
 /** "Rotate API secret", then a confirm step in the page, then the new secret, shown once. */
 function rotationPanel(app, onRotated) {
   const start = h("button", { type: "button", class: "danger" }, "Rotate API secret…");
   const withAppKey = h("input", { type: "checkbox", id: uid("app-key") });
+  const overlap = select(OVERLAPS, { value: DEFAULT_OVERLAP, id: uid("overlap") });
   const confirm = h("button", { type: "button", class: "danger" }, "Rotate now");
   const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
   const question = h("h3", { tabindex: "-1", id: uid("confirm") }, "Rotate the API secret?");
@@ -112,9 +132,13 @@ function rotationPanel(app, onRotated) {
     h(
       "p",
       {},
-      "The current secret stops working at once: every back end that sends or reads with it gets ",
-      "401 until it has the new one.",
+      "Tally makes a new secret. The current one keeps working for the time chosen below, so ",
+      "back ends can switch over; after it, every request with the old secret gets 401.",
     ),
+    h("div", { class: "field" }, [
+      h("label", { for: overlap.id }, "The old credentials keep working for"),
+      overlap,
+    ]),
     h("div", { class: "check" }, [
       withAppKey,
       h("label", { for: withAppKey.id }, "Also replace the app key"),
@@ -144,12 +168,14 @@ function rotationPanel(app, onRotated) {
     confirm.disabled = cancel.disabled = true;
     clear(problem);
     try {
-      const body = withAppKey.checked ? { app_key: true } : {};
+      const body = { overlap_seconds: Number(overlap.value) };
+      if (withAppKey.checked) body.app_key = true;
       const rotated = await api(appPath(app.id, "rotate"), { method: "POST", body });
       append(clear(result), newSecret(rotated, withAppKey.checked));
       step.hidden = true;
       start.hidden = false;
       withAppKey.checked = false;
+      overlap.value = DEFAULT_OVERLAP;
       result.querySelector("h3").focus();
       await onRotated(rotated);
     } catch (error) {
@@ -167,12 +193,23 @@ function newSecret(rotated, appKeyChanged) {
     h(
       "p",
       { class: "warning" },
-      "Copy it now: Tally keeps only a hash and will not show it again. The old secret no longer ",
-      "works.",
+      "Copy it now: Tally keeps only a hash and will not show it again. ",
+      oldCredentials(rotated.previous_valid_until, appKeyChanged),
       appKeyChanged ? " The app key changed too: the keys and snippets below are updated." : "",
     ),
     snippet(rotated.api_secret, "The new API secret"),
   ];
+}
+
+/** Until when the old secret (and app key) still work, in the viewer's own time. */
+function oldCredentials(validUntil, appKeyChanged) {
+  const old = appKeyChanged ? "The old secret and app key" : "The old secret";
+  if (!validUntil) return `${old} no longer work${appKeyChanged ? "" : "s"}.`;
+  const until = new Date(validUntil).toLocaleString(undefined, {
+    dateStyle: "medium",
+    timeStyle: "short",
+  });
+  return `${old} keep${appKeyChanged ? "" : "s"} working until ${until}.`;
 }
 
 /** A code block whose copy button says what it copies. */

@@ -1,0 +1,188 @@
+"""The catalog (PostgreSQL) and the scale-out log (NATS JetStream) going away and coming back, for
+real: a TCP proxy (tests/faults.py) between Tally and the real server is cut and restored.
+
+While a dependency is down, ingest that needs it answers 503 with Retry-After in the protocol's
+shape, what was acknowledged stays, /healthz keeps answering and /readyz says not ready; once it
+is back, Tally takes requests again without a restart. (A full disk: tests/test_disk_full.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import nats
+import nats.js.errors
+import pytest
+
+from faults import TcpProxy
+from tally.catalog import Catalog
+from tally.http.app import TallyApp
+from tally.http.services import Services
+from tally.limits import Limits
+from tally.log.messages import MSG_ID
+from tally.log.nats_log import NatsLog
+from tally.log.store import LoggedStore
+from tally.store.clickhouse_store import ClickHouseStore
+from tally.store.embedded import EmbeddedStore
+from tally.store.query import EventQuery
+from tally.testing.clickhouse_databases import drop_database, fresh_database_url
+
+NATS_URL = "nats://127.0.0.1:4222"
+
+
+async def eventually_ok(send: Callable[[], Awaitable[httpx.Response]], what: str) -> None:
+    """Until ``send()`` answers 200; every other answer meanwhile must be a 503."""
+    deadline = time.monotonic() + 30
+    while True:
+        response = await send()
+        if response.status_code == 200:
+            return
+        assert response.status_code == 503, response.text
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: still {response.status_code} {response.text}")
+        await asyncio.sleep(0.2)
+
+
+def ingest(http: httpx.AsyncClient, key: str, *ids: str) -> Awaitable[httpx.Response]:
+    events = [{"name": "signup", "id": i} for i in ids]
+    return http.post("/api/v1/events", json={"events": events}, headers={"x-tally-key": key})
+
+
+@pytest.fixture
+async def pg_through_proxy(
+    postgres_catalog_url: str, data_dir: Path
+) -> AsyncIterator[tuple[TcpProxy, Services, httpx.AsyncClient]]:
+    with TcpProxy(("127.0.0.1", 5432)) as proxy:
+        catalog = Catalog(proxy.url_for(postgres_catalog_url))
+        catalog.migrate()
+        services = Services(catalog=catalog, store=EmbeddedStore(data_dir), limits=Limits())
+        transport = httpx.ASGITransport(app=TallyApp(services), client=("198.51.100.7", 5000))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                yield proxy, services, http
+        finally:
+            await services.close()
+
+
+async def test_catalog_down_answers_503_keeps_known_apps_and_recovers(
+    pg_through_proxy: tuple[TcpProxy, Services, httpx.AsyncClient],
+) -> None:
+    proxy, services, http = pg_through_proxy
+    known = services.catalog.create_app("Known").app
+    unseen = services.catalog.create_app("Unseen").app
+    acked = ["k1"]
+    assert (await ingest(http, known.app_key, "k1")).status_code == 200
+
+    proxy.cut()
+    # an app this process knows goes on being served from what it read
+    response = await ingest(http, known.app_key, "k2")
+    assert response.status_code == 200, response.text
+    acked.append("k2")
+    # one it never read cannot be told from an unknown key: 503, in each protocol's shape
+    refused = await ingest(http, unseen.app_key, "u1")
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "catalog_unavailable"
+    assert refused.headers["retry-after"] == "1"
+    countly = await http.get("/i", params={"app_key": unseen.app_key, "device_id": "d1"})
+    assert countly.status_code == 503 and "result" in countly.json()
+    assert countly.headers["retry-after"] == "1"
+    # the read API, authenticated through the catalog, answers 503 too (not 500)
+    read = await http.get(f"/api/v1/apps/{known.id}/events", auth=("k", "s"))
+    assert read.status_code == 503 and read.json()["error"]["code"] == "catalog_unavailable"
+    # so does an endpoint that reads the catalog directly (a dashboard session's lookup)
+    http.cookies.set("tally_session", "a-session-id")
+    apps = await http.get("/api/v1/apps")
+    http.cookies.clear()
+    assert apps.status_code == 503 and apps.json()["error"]["code"] == "catalog_unavailable"
+    assert apps.headers["retry-after"] == "1"
+    assert (await http.get("/healthz")).status_code == 200
+    ready = await http.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["error"]["code"] == "catalog_unavailable"
+
+    proxy.restore()
+    await eventually_ok(lambda: ingest(http, unseen.app_key, "u1"), "the catalog back")
+    assert (await http.get("/readyz")).status_code == 200
+    stored = await services.store.fetch_events(EventQuery(app_id=known.id, limit=100))
+    assert sorted(e["id"] for e in stored) == acked
+    stored = await services.store.fetch_events(EventQuery(app_id=unseen.id, limit=100))
+    assert [e["id"] for e in stored] == ["u1"]
+
+
+@pytest.fixture
+def stream() -> str:
+    return f"TALLYFAULT_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def collector(
+    catalog: Catalog, clickhouse_url: str, stream: str
+) -> AsyncIterator[tuple[TcpProxy, Services, httpx.AsyncClient]]:
+    """A collector in-process whose log is the real NATS server behind a proxy."""
+    store_url = fresh_database_url(clickhouse_url, prefix="tally_fault")
+    with TcpProxy(("127.0.0.1", 4222)) as proxy:
+        log = NatsLog(f"{proxy.url_for(NATS_URL)}?stream={stream}", publish_timeout=1.0)
+        store = LoggedStore(log, ClickHouseStore(store_url))
+        services = Services(catalog=catalog, store=store, limits=Limits())
+        transport = httpx.ASGITransport(app=TallyApp(services))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                yield proxy, services, http
+        finally:
+            await store.close()
+            drop_database(store_url)
+            nc = await nats.connect(NATS_URL)
+            try:
+                await nc.jetstream().delete_stream(stream)
+            except nats.js.errors.NotFoundError:
+                pass
+            finally:
+                await nc.close()
+
+
+async def stream_ids(stream: str) -> set[str]:
+    """The ``app/id`` of every event message in the stream (no loader runs: nothing is taken)."""
+    nc = await nats.connect(NATS_URL)
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info(stream)).state.last_seq
+        found = set()
+        for seq in range(1, last + 1):
+            message = await js.get_msg(stream, seq)
+            if message.headers and message.subject.endswith(".event"):
+                found.add(message.headers[MSG_ID])
+        return found
+    finally:
+        await nc.close()
+
+
+async def test_log_down_answers_503_and_recovers_without_losing_acknowledged_events(
+    collector: tuple[TcpProxy, Services, httpx.AsyncClient], app, stream: str
+) -> None:
+    proxy, _, http = collector
+    acked: list[str] = []
+    for i in range(3):
+        assert (await ingest(http, app.app_key, f"before-{i}")).status_code == 200
+        acked.append(f"before-{i}")
+
+    proxy.cut()
+    for i in range(3):
+        response = await ingest(http, app.app_key, f"during-{i}")
+        if response.status_code == 200:  # cannot be: nothing reaches JetStream
+            pytest.fail(f"acknowledged while the log was cut: {response.text}")
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "store_unavailable"
+        assert response.headers["retry-after"] == "1"
+    assert (await http.get("/healthz")).status_code == 200
+    assert (await http.get("/readyz")).status_code == 503
+
+    proxy.restore()
+    await eventually_ok(lambda: ingest(http, app.app_key, "after"), "the log back")
+    acked.append("after")
+    assert (await http.get("/readyz")).status_code == 200
+    stored = await stream_ids(stream)
+    assert {f"{app.id}/{i}" for i in acked} <= stored
