@@ -73,11 +73,23 @@ def _strings(prefix: str, numbers: np.ndarray) -> pa.Array:
     return pc.binary_join_element_wise(prefix, pc.cast(pa.array(numbers), pa.string()), "")
 
 
-def generate(rng: np.random.Generator, rows: int, people: int, days: int, app_id: str, offset: int):
-    """One chunk of events as an Arrow table in the events table's column order."""
+def generate(
+    rng: np.random.Generator,
+    rows: int,
+    people: int,
+    days: int,
+    app_id: str,
+    offset: int,
+    events: int,
+):
+    """One chunk of events as an Arrow table in the events table's column order. The chunks of
+    ``events`` follow each other in time and each is in time order, as live ingest stores them
+    (events arrive as they happen)."""
     person = (people * rng.random(rows) ** 2).astype(np.int64)  # a few people do a lot
     names = rng.choice(len(NAMES), size=rows, p=WEIGHTS)
-    seconds = rng.integers(0, days * 86_400, rows)
+    period = days * 86_400
+    first, last = period * offset // events, period * (offset + rows) // events
+    seconds = np.sort(rng.integers(first, max(last, first + 1), rows))
     time = pa.array((np.int64(START.timestamp()) + seconds) * 1_000_000, type=pa.timestamp("us"))
     is_purchase = names == 1
     amount = np.round(rng.exponential(40.0, rows), 2)
@@ -182,7 +194,8 @@ def load(
     names = ", ".join(name for name, _ in EVENT_COLUMNS)
     for offset in range(0, events, CHUNK):
         started = time.monotonic()
-        chunk = generate(rng, min(CHUNK, events - offset), people, days, app_id, offset)
+        rows = min(CHUNK, events - offset)
+        chunk = generate(rng, rows, people, days, app_id, offset, events)
         took.generate += time.monotonic() - started
         started = time.monotonic()
         store.conn.execute(f"INSERT INTO events ({names}) SELECT {names} FROM chunk")
@@ -279,10 +292,13 @@ QUERIES: dict[str, tuple[dict[str, Any], int | None]] = {
         1500,
     ),
 }
-ACTIVITY = "activity: one customer's feed, newest 50"
 ACTIVITY_TARGET_MS = 20
-ACTIVITY_USER = "u6"
-"""A busy customer (people are drawn with a skew towards low numbers)."""
+ACTIVITY_FEEDS = {
+    "activity: one customer's feed, newest 50": "u6",
+    "activity: a rare customer's feed, newest 50": "u99999",
+}
+"""A busy customer (people are drawn with a skew towards low numbers: about 6,000 events over the
+period) and a rare one (about 50 events spread over it)."""
 
 
 def post(url: str, body: dict[str, Any] | None, auth: str) -> tuple[float, bytes]:
@@ -546,17 +562,21 @@ def run(
     try:
         wait_ready(proc, base)
         url = f"{base}/api/v1/apps/{new.app.id}/query"
-        feed = f"{base}/api/v1/apps/{new.app.id}/users/{ACTIVITY_USER}/activity?limit=50"
-        runs = [
-            (t, url, {"tz": "UTC", **period, **q}, target) for t, (q, target) in QUERIES.items()
+        feed = f"{base}/api/v1/apps/{new.app.id}/users/{{}}/activity?limit=50"
+        runs: list[tuple[str, str, dict[str, Any] | None, int | None, str | None]] = [
+            (t, url, {"tz": "UTC", **period, **q}, target, None)
+            for t, (q, target) in QUERIES.items()
         ]
-        runs.append((ACTIVITY, feed, None, ACTIVITY_TARGET_MS))
-        for title, target_url, body, target in runs:
+        runs += [
+            (title, feed.format(user), None, ACTIVITY_TARGET_MS, user)
+            for title, user in ACTIVITY_FEEDS.items()
+        ]
+        for title, target_url, body, target, user in runs:
             times, answer = timed(lambda u=target_url, b=body: post(u, b, auth)[1], args.runs)
             result = Result(title, statistics.median(times), min(times), len(answer), target)
             line = f"{title}: median {result.median * 1000:,.0f} ms"
             if on_clickhouse is not None:
-                clickhouse_side(on_clickhouse, body, answer, args.runs, result)
+                clickhouse_side(on_clickhouse, body, user, answer, args.runs, result)
                 if result.ch_median is not None:
                     line += f", ClickHouse {result.ch_median * 1000:,.0f} ms"
                 line += "; " + same_text(result)
@@ -579,15 +599,18 @@ def run(
 def clickhouse_side(
     on_clickhouse: OnClickHouse,
     body: dict[str, Any] | None,
+    user: str | None,
     duck_answer: bytes,
     runs: int,
     result: Result,
 ) -> None:
-    """Time the query on ClickHouse and compare its answer with the server's (DuckDB's)."""
+    """Time the query (``body``, or ``user``'s feed) on ClickHouse and compare its answer with the
+    server's (DuckDB's)."""
 
     def call() -> bytes:
-        if body is None:
-            return on_clickhouse.activity(ACTIVITY_USER, 50)
+        if user is not None:
+            return on_clickhouse.activity(user, 50)
+        assert body is not None
         return on_clickhouse.query(body)
 
     try:
@@ -681,7 +704,8 @@ def section(
         f"- Data: {args.events:,} events of {args.people:,} people over {args.days} days "
         "(page visits, purchases with plan and amount, signups, sessions; a third of the people "
         f"also have a customer id linked to their device; {loaded.links:,} identity links), "
-        f"generated in {loaded.generate:.0f} s and loaded in million-row chunks straight into "
+        f"generated in {loaded.generate:.0f} s and loaded in million-row chunks in time order "
+        "(as live ingest stores them) straight into "
         f"DuckDB in {loaded.duckdb:.0f} s"
         + (
             f" and into ClickHouse in {loaded.clickhouse:.0f} s (converting Arrow to the "

@@ -34,6 +34,7 @@ from tally.store.query import (
     FailedRecord,
     ReplayedEvent,
 )
+from tally.store.time_windows import newest_first
 from tally.utc import aware
 
 log = logging.getLogger("tally.store")
@@ -143,6 +144,24 @@ def _export_sql(
 
 
 _ORDER = " ORDER BY time, received_at, id"
+_NEWEST_FIRST = "ORDER BY time DESC, received_at DESC, id DESC"
+
+
+def _person_ids(cur: duckdb.DuckDBPyConnection, app_id: str, user: str) -> set[str]:
+    """``user`` and every id linked to it, directly or through others: breadth first, one query
+    per step (each compares one column with constants, which DuckDB pushes into the scan; the
+    recursive ``PERSON_IDS_CTE`` joins the whole link table at every step, a few times slower)."""
+    ids, frontier = {user}, [user]
+    while frontier:
+        marks = ", ".join("?" * len(frontier))
+        rows = cur.execute(
+            f"SELECT to_id FROM identity_links WHERE app_id = ? AND from_id IN ({marks}) "
+            f"UNION ALL SELECT from_id FROM identity_links WHERE app_id = ? AND to_id IN ({marks})",
+            [app_id, *frontier, app_id, *frontier],
+        ).fetchall()
+        frontier = [found for (found,) in rows if found not in ids]
+        ids.update(frontier)
+    return ids
 
 
 class DuckDBStore:
@@ -343,6 +362,20 @@ class DuckDBStore:
     # reads
 
     def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        """Newest first, in growing time windows (``time_windows``), in one snapshot."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                return self._fetch_events(cur, query)
+            finally:
+                cur.execute("ROLLBACK")
+        finally:
+            cur.close()
+
+    def _fetch_events(
+        self, cur: duckdb.DuckDBPyConnection, query: EventQuery
+    ) -> list[dict[str, Any]]:
         clauses = ["app_id = ?"]
         params: list[Any] = [query.app_id]
         names = [*(query.names or ()), *([query.name] if query.name is not None else [])]
@@ -350,32 +383,52 @@ class DuckDBStore:
             clauses.append(f"name IN ({', '.join('?' * len(names))})")
             params.extend(names)
         if query.user is not None:
-            # The person: this id and every id linked to it, directly or through others.
-            clauses.append(
-                """(user_id IN (SELECT id FROM person) OR device_id IN (SELECT id FROM person))"""
-            )
-        if query.since is not None:
-            clauses.append("time >= ?")
-            params.append(query.since.astimezone(UTC).replace(tzinfo=None))
+            # The person: this id and every id linked to it, directly or through others. Found
+            # first, so the scan compares two columns with constants, which DuckDB pushes down.
+            ids = sorted(_person_ids(cur, query.app_id, query.user))
+            marks = ", ".join("?" * len(ids))
+            clauses.append(f"(user_id IN ({marks}) OR device_id IN ({marks}))")
+            params += ids + ids
+        anchor = None
         if query.before is not None:
             cursor = query.before
             clauses.append("(time, received_at, id) < (?, ?, ?)")
             params += [_naive(cursor.time), _naive(cursor.received_at), cursor.id]
-        params.append(query.limit)
-        cur = self.conn.cursor()
-        try:
-            prefix, prefix_params = ("", [])
-            if query.user is not None:
-                prefix, prefix_params = _PERSON_CTE, [query.app_id, query.app_id, query.user]
+            anchor = _naive(cursor.time)
+        else:
+            newest = cur.execute("SELECT max(time) FROM events").fetchone()
+            if newest is None or newest[0] is None:
+                return []
+            # Events stamped in the future (a device's wrong clock) fall in the first window.
+            anchor = min(newest[0], _utcnow())
+        since = _naive(query.since) if query.since is not None else None
+        where = " AND ".join(clauses)
+        result_names: list[str] = []
+
+        def read(lo: datetime | None, hi: datetime | None, wanted: int) -> list[tuple[Any, ...]]:
+            bounds, bound_params = "", []
+            if lo is not None:
+                bounds += " AND time >= ?"
+                bound_params.append(lo)
+            if hi is not None:
+                bounds += " AND time < ?"
+                bound_params.append(hi)
+            # The page's rows found first, then read whole (by row id, stable in the snapshot):
+            # only the few found are decompressed, not every row of the window.
             result = cur.execute(
-                f"{prefix} SELECT {_STORED} FROM events WHERE {' AND '.join(clauses)} "
-                "ORDER BY time DESC, received_at DESC, id DESC LIMIT ?",
-                prefix_params + params,
+                f"SELECT {_STORED} FROM events WHERE rowid IN (SELECT rowid FROM events "
+                f"WHERE {where}{bounds} {_NEWEST_FIRST} LIMIT ?) {_NEWEST_FIRST}",
+                [*params, *bound_params, wanted],
             )
-            names = [d[0] for d in result.description]
-            rows = result.fetchall()
-        finally:
-            cur.close()
+            if not result_names:
+                result_names.extend(d[0] for d in result.description)
+            return result.fetchall()
+
+        rows = newest_first(anchor, since, query.limit, read)
+        return self._event_records(result_names, rows)
+
+    @staticmethod
+    def _event_records(names: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
         out = []
         for row in rows:
             record = dict(zip(names, row, strict=True))
