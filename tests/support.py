@@ -152,6 +152,7 @@ class Server:
         log_path: Path,
         host: str = "127.0.0.1",
         options: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port
@@ -160,6 +161,9 @@ class Server:
         self.log_path = log_path
         self.options = list(options)
         """More ``tally serve`` options (``--store URL``, ``--header-timeout 1``...)."""
+        self.env = dict(env or {})
+        """Environment variables for the server (``TALLY_STORE_MEMORY``...); the test's own
+        ``TALLY_`` variables are never passed on."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -202,7 +206,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env=_server_env(),
+                env={**_server_env(), **self.env},
             )
         return self
 
@@ -371,6 +375,7 @@ class ServerFactory:
         port: int | None = None,
         wait: bool = True,
         options: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> Server:
         server = Server(
             data_dir,
@@ -378,6 +383,7 @@ class ServerFactory:
             workers=workers,
             log_path=self.tmp_path / f"server-{len(self.started) + 1}.log",
             options=options,
+            env=env,
         )
         self.started.append(server)
         server.start()

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import nats
@@ -186,3 +187,61 @@ async def test_log_down_answers_503_and_recovers_without_losing_acknowledged_eve
     assert (await http.get("/readyz")).status_code == 200
     stored = await stream_ids(stream)
     assert {f"{app.id}/{i}" for i in acked} <= stored
+
+
+@pytest.fixture
+async def clickhouse_through_proxy(
+    catalog: Catalog, clickhouse_url: str
+) -> AsyncIterator[tuple[TcpProxy, Services, httpx.AsyncClient]]:
+    """A server in-process whose event store is the real ClickHouse server behind a proxy."""
+    store_url = fresh_database_url(clickhouse_url, prefix="tally_fault")
+    parts = urlsplit(store_url)
+    assert parts.hostname and parts.port
+    with TcpProxy((parts.hostname, parts.port)) as proxy:
+        store = ClickHouseStore(proxy.url_for(store_url))
+        services = Services(catalog=catalog, store=store, limits=Limits())
+        transport = httpx.ASGITransport(app=TallyApp(services))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                yield proxy, services, http
+        finally:
+            await store.close()
+            drop_database(store_url)
+
+
+async def test_reads_answer_503_while_clickhouse_is_cut_and_recover(
+    clickhouse_through_proxy: tuple[TcpProxy, Services, httpx.AsyncClient], catalog: Catalog
+) -> None:
+    proxy, _, http = clickhouse_through_proxy
+    new = catalog.create_app("Reads")
+    auth = (new.app.api_key, new.api_secret)
+    assert (await ingest(http, new.app.app_key, "r1")).status_code == 200
+    base = f"/api/v1/apps/{new.app.id}"
+    query = {
+        "kind": "trends",
+        "events": [{"event": "signup"}],
+        "from": "2026-01-01",
+        "to": "2027-01-01",
+        "interval": "month",
+    }
+
+    def reads() -> list[Awaitable[httpx.Response]]:
+        return [
+            http.post(f"{base}/query", json=query, auth=auth),
+            http.get(f"{base}/events", auth=auth),
+            http.get(f"{base}/users/someone/activity", auth=auth),
+        ]
+
+    for response in [await read for read in reads()]:
+        assert response.status_code == 200, response.text
+
+    proxy.cut()
+    for response in [await read for read in reads()]:
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "store_unavailable"
+        assert response.headers["retry-after"] == "1"
+
+    proxy.restore()
+    await eventually_ok(lambda: http.post(f"{base}/query", json=query, auth=auth), "ClickHouse")
+    for response in [await read for read in reads()]:
+        assert response.status_code == 200, response.text

@@ -20,7 +20,7 @@ from support import free_port
 from tally.model import LINK_EVENT, LINK_PREVIOUS, DropReason, Event, FailedEvent
 from tally.sink import AppendBatch, AppendResult, Sink, StoreUnavailable
 from tally.store import clickhouse_store
-from tally.store.base import EXPORT_COLUMNS, EventStore, ExportQuery
+from tally.store.base import EXPORT_COLUMNS, EventStore, ExportQuery, QueryTooLarge
 from tally.store.clickhouse_client import ClickHouseUrl, Connections
 from tally.store.clickhouse_db import ClickHouseDB, time_bound
 from tally.store.clickhouse_rows import INSERT_COLUMNS, insert_columns
@@ -691,3 +691,14 @@ def test_time_bounds_narrow_reads_by_the_sort_key(db: ClickHouseDB) -> None:
             params,
             settings={"force_primary_key": 1},
         )
+
+
+def test_past_max_memory_usage_a_query_is_too_large(db: ClickHouseDB) -> None:
+    client = db.conn.get()  # this thread's connection, the one run_sql uses here
+    client.settings["max_memory_usage"] = 10_000_000
+    try:
+        with pytest.raises(QueryTooLarge, match="max_memory_usage"):
+            db.run_sql("SELECT groupArray(number) FROM numbers(10000000)", [])
+    finally:
+        del client.settings["max_memory_usage"]
+    assert db.run_sql("SELECT 1", []) == [(1,)]

@@ -39,12 +39,19 @@ from tally.http.apps import CATALOG_DRIVER_ERRORS, catalog_unreachable
 from tally.http.asgi import Receive, Scope, Send
 from tally.http.countly_read import analytics_events_endpoint, o_endpoint
 from tally.http.countly_sdk import CountlySdkEndpoint
-from tally.http.errors import http_exception, unexpected
+from tally.http.errors import (
+    http_exception,
+    query_too_large,
+    store_unavailable,
+    unexpected,
+)
 from tally.http.ingest import IngestEndpoint
 from tally.http.openapi import openapi_document
 from tally.http.services import Services
 from tally.sdk import PATH as TALLY_JS_PATH
 from tally.sdk import tally_js
+from tally.sink import StoreUnavailable
+from tally.store.base import QueryTooLarge
 from tally.transfer.retention import retention_running
 
 
@@ -134,6 +141,8 @@ class TallyApp:
             exception_handlers={
                 HTTPException: http_exception,
                 **dict.fromkeys(CATALOG_DRIVER_ERRORS, catalog_unreachable),
+                StoreUnavailable: store_unavailable,
+                QueryTooLarge: query_too_large,
                 Exception: unexpected,
             },
             lifespan=lifespan,

@@ -50,6 +50,8 @@ from tally.query.model import (
 )
 from tally.query.period import zone
 from tally.query.run import Runner
+from tally.sink import StoreUnavailable
+from tally.store.base import QueryTooLarge
 
 CONTENT_TYPE: Final = "application/json; charset=utf-8"
 CORS_HEADERS: Final = [
@@ -731,6 +733,11 @@ class CountlyReadEndpoint:
             reply = _reply(error.status, {"result": error.message})
         except QueryError as error:
             reply = _reply(400, {"result": error.message})
+        except QueryTooLarge as error:
+            reply = _reply(400, {"result": str(error)})
+        except StoreUnavailable as error:
+            message = f"The event store is unavailable; retry later ({error})"
+            reply = _reply(503, {"result": message})
         await send_reply(send, reply, CORS_HEADERS)
 
     async def _answer(self, scope: Scope, receive: Receive) -> Any:

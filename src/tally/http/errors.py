@@ -9,6 +9,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tally.sink import StoreUnavailable
+from tally.store.base import QUERY_TOO_LARGE
+
 log = logging.getLogger("tally.http")
 _encoder = msgspec.json.Encoder()
 
@@ -43,6 +46,25 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404 and not isinstance(exc, ApiError):
         message = f"no endpoint at {request.url.path}"
     return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+
+
+def store_unavailable_error(exc: StoreUnavailable) -> ApiError:
+    return ApiError(
+        503,
+        "store_unavailable",
+        f"the event store is unavailable; retry later ({exc})",
+        headers={"retry-after": "1"},
+    )
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    """A read the event store could not answer (its process gone, ClickHouse unreachable)."""
+    assert isinstance(exc, StoreUnavailable)
+    return await http_exception(request, store_unavailable_error(exc))
+
+
+async def query_too_large(request: Request, exc: Exception) -> Response:
+    return error_response(400, QUERY_TOO_LARGE, str(exc))
 
 
 async def unexpected(request: Request, exc: Exception) -> Response:

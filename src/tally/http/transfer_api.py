@@ -18,22 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tally.http.api import authenticated_app, json_response
-from tally.http.errors import ApiError
+from tally.http.errors import ApiError, store_unavailable_error
 from tally.http.services import Services
 from tally.pipeline.timeparse import TimeError
 from tally.sink import StoreUnavailable
 from tally.store.base import ExportQuery
 from tally.transfer.export import check_range, export_bytes, parse_bound
 from tally.transfer.formats import FORMATS, MEDIA_TYPES
-
-
-def _unavailable(exc: StoreUnavailable) -> ApiError:
-    return ApiError(
-        503,
-        "store_unavailable",
-        f"the event store is unavailable; retry later ({exc})",
-        headers={"retry-after": "1"},
-    )
 
 
 def _format(request: Request) -> str:
@@ -61,7 +52,7 @@ async def _download(services: Services, query: ExportQuery, fmt: str, name: str)
         first = await anext(chunks, None)
     except StoreUnavailable as exc:
         await chunks.aclose()
-        raise _unavailable(exc) from None
+        raise store_unavailable_error(exc) from None
 
     async def body() -> AsyncIterator[bytes]:
         async with contextlib.aclosing(chunks):
@@ -107,5 +98,5 @@ async def forget_user(request: Request) -> Response:
     try:
         record = await services.store.delete_person(app.id, request.path_params["user"])
     except StoreUnavailable as exc:
-        raise _unavailable(exc) from None
+        raise store_unavailable_error(exc) from None
     return json_response(record)

@@ -106,9 +106,10 @@ class Scope:
     def actor(self) -> str:
         return dialect.ACTOR_WITH_PERSONS if self.persons else dialect.ACTOR_WITHOUT_PERSONS
 
-    def source(self) -> Sql:
-        """``FROM ... WHERE ...`` for these events."""
-        join = f" {dialect.PERSONS_JOIN}" if self.persons else ""
+    def source(self, *, join_persons: bool = True) -> Sql:
+        """``FROM ... WHERE ...`` for these events, joined to their people when ``persons`` (and
+        ``join_persons``)."""
+        join = f" {dialect.PERSONS_JOIN}" if self.persons and join_persons else ""
         sql = Sql(
             f" FROM events e{join} WHERE e.app_id = ? "
             "AND e.time >= CAST(? AS TIMESTAMP) AND e.time < CAST(? AS TIMESTAMP)",
@@ -131,11 +132,40 @@ SERIES_AGGREGATES = {
 """The columns ``series_rows`` may compute; the others are answered as NULL."""
 
 
+def distinct_ids(scope: Scope, keys: Sql) -> Sql:
+    """``SELECT DISTINCT keys, raw``: each of ``keys`` with the ids (user id, else device id) of
+    the scope's events, for ``per_person``. Events are many and their distinct (keys, id) pairs
+    far fewer, so ids are resolved to people after this, not event by event."""
+    return (
+        Sql("SELECT DISTINCT ")
+        + keys
+        + f", {dialect.ACTOR_WITHOUT_PERSONS} AS raw"
+        + scope.source(join_persons=False)
+    )
+
+
+def per_person(rows: Sql, columns: str) -> Sql:
+    """``columns`` over ``rows`` (aliased ``x``) joined to the person of each ``x.raw`` id
+    (``person``); needs the persons CTE (``Scope.prefix``)."""
+    return (
+        Sql(f"SELECT {columns.format(person=dialect.person_of('x.raw'))} FROM (")
+        + rows
+        + f") x {dialect.persons_join('x.raw')} GROUP BY ALL"
+    )
+
+
 def series_rows(scope: Scope, breakdown: str | None, columns: Sequence[str]) -> Sql:
     """Per bucket (and breakdown value): occurrences, sum, dur, distinct people, computing only
     ``columns`` (a subset of ``c s d u``: counting distinct people costs far more than sums, so
     a measure asks for what it needs). Columns: b, v, c, s, d, u."""
     value = field_text(breakdown) if breakdown else Sql("NULL")
+    if scope.persons and set(columns) == {"u"}:
+        ids = distinct_ids(scope, bucket(scope.period) + " AS b, " + value + " AS v")
+        people = per_person(
+            ids,
+            "x.b AS b, x.v AS v, NULL AS c, NULL AS s, NULL AS d, count(DISTINCT {person}) AS u",
+        )
+        return scope.prefix() + keyed(people, "v, c, s, d, u")
     computed = ", ".join(
         f"{SERIES_AGGREGATES[name].format(actor=scope.actor()) if name in columns else 'NULL'}"
         f" AS {name}"
@@ -163,10 +193,12 @@ def distinct_people(
     """Distinct people, per breakdown value (column v) and/or bucket (column b); ``exclude``
     keeps only events whose breakdown value is not one of these (the "other" series)."""
     value = field_text(breakdown) if breakdown else Sql("NULL")
-    select = Sql("SELECT ")
-    select = select + (bucket(scope.period) if by_bucket else Sql("NULL")) + " AS b, "
-    select = select + (value if exclude is None else Sql("NULL")) + " AS v, "
-    sql = select + f"count(DISTINCT {scope.actor()}) AS u" + scope.source()
+    keys = (bucket(scope.period) if by_bucket else Sql("NULL")) + " AS b, "
+    keys = keys + (value if exclude is None else Sql("NULL")) + " AS v"
+    if scope.persons:
+        sql = distinct_ids(scope, keys)
+    else:
+        sql = Sql("SELECT ") + keys + f", count(DISTINCT {scope.actor()}) AS u" + scope.source()
     if exclude is not None and breakdown:
         kept = [v for v in exclude if v is not None]
         not_kept = value + Sql(f" NOT IN ({', '.join('?' * len(kept))})", kept) if kept else None
@@ -178,6 +210,10 @@ def distinct_people(
             assert not_kept is not None
             clause = value + " IS NULL OR " + not_kept
         sql = sql + " AND (" + clause + ")"
+    if scope.persons:
+        return scope.prefix() + keyed(
+            per_person(sql, "x.b AS b, x.v AS v, count(DISTINCT {person}) AS u"), "v, u"
+        )
     return scope.prefix() + keyed(sql + " GROUP BY ALL", "v, u")
 
 
@@ -187,21 +223,21 @@ def users_rows(scope: Scope) -> Sql:
     first_bucket, zone_uses = dialect.bucket_start(
         "f.first", scope.period.interval, scope.period.tz.key
     )
-    sql = scope.prefix()
-    sql = sql + (", " if scope.persons else "WITH ")
-    sql = sql + Sql(
-        f"firsts AS (SELECT {scope.actor()} AS actor, min(e.time) AS first FROM events e"
-        + (f" {dialect.PERSONS_JOIN}" if scope.persons else "")
-        + " WHERE e.app_id = ? GROUP BY 1), ",
+    firsts = Sql(
+        f"SELECT {dialect.ACTOR_WITHOUT_PERSONS} AS raw, min(e.time) AS first FROM events e "
+        "WHERE e.app_id = ? GROUP BY 1",
         [scope.app_id],
     )
-    sql = (
-        sql
-        + "active AS (SELECT DISTINCT "
-        + bucket(scope.period)
-        + f" AS b, {scope.actor()} AS actor"
-    )
-    sql = sql + scope.source() + ") "
+    active = distinct_ids(scope, bucket(scope.period) + " AS b")
+    if scope.persons:
+        # each id's first event and active buckets first, then their people's
+        firsts = per_person(firsts, "{person} AS actor, min(x.first) AS first")
+        active = per_person(active, "x.b AS b, {person} AS actor")
+    else:
+        firsts = Sql("SELECT raw AS actor, first FROM (") + firsts + ")"
+        active = Sql("SELECT b, raw AS actor FROM (") + active + ")"
+    sql = scope.prefix() + (", " if scope.persons else "WITH ")
+    sql = sql + "firsts AS (" + firsts + "), active AS (" + active + ") "
     sql = sql + Sql(
         f"SELECT {dialect.bucket_text('a.b')} AS b, count(*) AS active, "
         f"count(*) FILTER (WHERE {first_bucket} = a.b) AS new "

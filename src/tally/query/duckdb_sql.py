@@ -108,9 +108,20 @@ persons AS (SELECT id, least(id, min(other)) AS person FROM reach GROUP BY id)
 """Each linked id and its person: the smallest id it is linked to, directly or through others.
 Takes the app id twice. Needs ``WITH RECURSIVE``."""
 
-ACTOR_WITH_PERSONS = "coalesce(persons.person, coalesce(e.user_id, e.device_id))"
-PERSONS_JOIN = "LEFT JOIN persons ON persons.id = coalesce(e.user_id, e.device_id)"
 ACTOR_WITHOUT_PERSONS = "coalesce(e.user_id, e.device_id)"
+
+
+def person_of(actor: str) -> str:
+    """The person of the id ``actor`` (a column), after ``persons_join(actor)``."""
+    return f"coalesce(persons.person, {actor})"
+
+
+def persons_join(actor: str) -> str:
+    return f"LEFT JOIN persons ON persons.id = {actor}"
+
+
+ACTOR_WITH_PERSONS = person_of(ACTOR_WITHOUT_PERSONS)
+PERSONS_JOIN = persons_join(ACTOR_WITHOUT_PERSONS)
 
 
 def seconds_between(earlier: str, later: str) -> str:

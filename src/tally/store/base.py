@@ -23,6 +23,15 @@ EXPORT_COLUMNS: tuple[str, ...] = tuple(name for name in EVENT_COLUMN_NAMES if n
 """The columns an export carries, as the events table names them (the app is the export's)."""
 
 
+class QueryTooLarge(Exception):
+    """A read needed more memory than the store may use (DuckDB's ``TALLY_STORE_MEMORY``,
+    ClickHouse's ``max_memory_usage``). Asking again will not help; a narrower query may."""
+
+
+QUERY_TOO_LARGE = "query_too_large"
+"""The error code the HTTP API answers ``QueryTooLarge`` with, and its kind on the store wire."""
+
+
 class ExportQuery(msgspec.Struct, frozen=True, kw_only=True):
     """Which events to export, oldest first: ordered by (time, received_at, id)."""
 

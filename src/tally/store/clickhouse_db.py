@@ -14,11 +14,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+from clickhouse_driver.errors import ErrorCodes, ServerException
 
 from tally.ids import uuid7
 from tally.migrations import pending
 from tally.sink import AppendBatch, AppendResult
-from tally.store.base import EXPORT_COLUMNS, Deletion, ExportQuery
+from tally.store.base import EXPORT_COLUMNS, Deletion, ExportQuery, QueryTooLarge
 from tally.store.clickhouse_client import (
     ClickHouseUrl,
     Connections,
@@ -399,9 +400,17 @@ class ClickHouseDB:
                 values.append(Raw(value.name))
             else:
                 values.append(value)
-        return client.execute(
-            positional(sql, values, client), external_tables=list(tables.values()) or None
-        )
+        try:
+            return client.execute(
+                positional(sql, values, client), external_tables=list(tables.values()) or None
+            )
+        except ServerException as exc:
+            if exc.code != ErrorCodes.MEMORY_LIMIT_EXCEEDED:
+                raise
+            raise QueryTooLarge(
+                "the query needs more memory than ClickHouse lets one query use "
+                "(max_memory_usage); narrow its period, filters or breakdown"
+            ) from None
 
     def _external_table(self, table: TableParam) -> dict[str, Any]:
         if isinstance(table, PersonIds):

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 import pyarrow as pa
+from clickhouse_driver.errors import NetworkError, SocketTimeoutError
 
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
 from tally.store.base import Deletion, ExportQuery
@@ -30,6 +31,10 @@ from tally.store.query import (
 )
 
 T = TypeVar("T")
+
+UNREACHABLE = (NetworkError, SocketTimeoutError, EOFError, OSError)
+"""What the driver raises when ClickHouse cannot be reached or the connection drops: any call
+then fails with ``StoreUnavailable`` (503 over HTTP), not an unexpected error."""
 
 EXPORT_PAGE_ROWS = 50_000
 """Rows per export query; each page is handed on in batches of the caller's size."""
@@ -64,7 +69,10 @@ class ClickHouseStore:
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, function, *args)
+        try:
+            return await loop.run_in_executor(self._pool, function, *args)
+        except UNREACHABLE as exc:
+            raise StoreUnavailable(f"ClickHouse cannot be reached: {exc}") from exc
 
     async def migrate(self) -> list[int]:
         return await self._run(self.db.migrate)

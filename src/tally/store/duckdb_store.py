@@ -23,7 +23,7 @@ from tally.migrations import pending
 from tally.model import LINK_EVENT, LINK_PREVIOUS
 from tally.query.duckdb_sql import PERSON_IDS_CTE, in_person
 from tally.sink import AppendBatch, AppendResult
-from tally.store.base import EXPORT_COLUMNS, Deletion, ExportQuery
+from tally.store.base import EXPORT_COLUMNS, Deletion, ExportQuery, QueryTooLarge
 from tally.store.columns import EVENT_COLUMN_NAMES, FAILED_COLUMNS, events_table, failed_table
 from tally.store.duckdb_schema import COMPONENT, MIGRATIONS
 from tally.store.query import (
@@ -178,6 +178,7 @@ class DuckDBStore:
         self.path = data_dir / self.FILE_NAME
         self.dedup_window = dedup_window
         limit = memory_limit or os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY_LIMIT
+        self.memory_limit = limit
         try:
             self.conn = duckdb.connect(str(self.path), config={"memory_limit": limit})
         except (duckdb.InvalidInputException, duckdb.ParserException) as exc:
@@ -520,6 +521,11 @@ class DuckDBStore:
         cur = self.conn.cursor()
         try:
             return cur.execute(sql, params).fetchall()
+        except duckdb.OutOfMemoryException:
+            raise QueryTooLarge(
+                f"the query needs more memory than the store may use ({self.memory_limit}, "
+                f"{MEMORY_ENV}); narrow its period, filters or breakdown, or raise {MEMORY_ENV}"
+            ) from None
         finally:
             cur.close()
 

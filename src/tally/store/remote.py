@@ -13,7 +13,7 @@ import msgspec
 import pyarrow as pa
 
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
-from tally.store.base import Deletion, ExportQuery
+from tally.store.base import QUERY_TOO_LARGE, Deletion, ExportQuery, QueryTooLarge
 from tally.store.query import (
     DiscardCount,
     EventCursor,
@@ -68,7 +68,7 @@ class RemoteStore:
                 if reply.get("ok"):
                     future.set_result(reply.get("result"))
                 else:
-                    future.set_exception(StoreUnavailable(reply.get("error", "store error")))
+                    future.set_exception(_error(reply))
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
@@ -208,3 +208,12 @@ class RemoteStore:
             self._writer.close()
         if self._reader_task is not None:
             self._reader_task.cancel()
+
+
+def _error(reply: dict[str, Any]) -> Exception:
+    """The exception a failed reply stands for: a query too large for the store's memory, or
+    the store failing (``StoreUnavailable``, answered 503)."""
+    message = str(reply.get("error", "store error"))
+    if reply.get("kind") == QUERY_TOO_LARGE:
+        return QueryTooLarge(message)
+    return StoreUnavailable(message)

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from tally.store.base import ExportQuery
+from tally.store.base import QUERY_TOO_LARGE, ExportQuery, QueryTooLarge
 from tally.store.embedded import EmbeddedStore
 from tally.store.query import EventCursor, EventQuery, FailedQuery, ReplayedEvent
 from tally.store.wire import decode_batch, frame, read_frame
@@ -98,6 +98,8 @@ class StoreServer:
         try:
             result = await self._dispatch(message)
             reply = {"rid": rid, "ok": True, "result": result}
+        except QueryTooLarge as exc:  # the query's, not the store's, fault
+            reply = {"rid": rid, "ok": False, "error": str(exc), "kind": QUERY_TOO_LARGE}
         except Exception as exc:
             log.exception("store request failed")
             reply = {"rid": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
