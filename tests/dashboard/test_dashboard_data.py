@@ -157,12 +157,51 @@ def test_rules_are_saved_and_discards_counted(
     settings = dashboard.api("GET", dashboard.app_path("settings")).json()["settings"]
     assert settings["countly_salt"] is None
 
+    # browsers' origins and the customer JWT checks; the HS256 secret is never shown either
+    origins = page.get_by_label("Allowed origins")
+    origins.fill("https://shop.example.com\nshop.example.com/path")
+    page.get_by_role("button", name="Save rules").click()
+    expect(origins).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_role("alert")).to_contain_text("allowed_origins")
+    origins.fill("https://shop.example.com\n  https://*.example.com ")
+    page.get_by_label("Customer JWT audience").fill("tally")
+    page.get_by_label("Customer JWT issuer").fill("https://login.example.com")
+    page.get_by_label("Customer JWT secret (HS256)").fill("s" * 40)
+    page.get_by_role("button", name="Save rules").click()
+    expect(saved).to_be_visible()
+    settings = dashboard.api("GET", dashboard.app_path("settings")).json()["settings"]
+    assert settings["allowed_origins"] == ["https://shop.example.com", "https://*.example.com"]
+    assert settings["customer_jwt_audience"] == "tally"
+    assert settings["customer_jwt_issuer"] == "https://login.example.com"
+    assert settings["customer_jwt_secret"] == "set"
+    page.reload()
+    expect(page.get_by_label("Customer JWT secret (HS256)")).to_have_value("")
+    expect(page.get_by_label("Allowed origins")).to_have_value(
+        "https://shop.example.com\nhttps://*.example.com"
+    )
+    page.get_by_label("Remove the secret").check()
+    page.get_by_label("Allowed origins").fill("")
+    page.get_by_label("Customer JWT audience").fill("")
+    page.get_by_role("button", name="Save rules").click()
+    expect(saved).to_be_visible()
+    settings = dashboard.api("GET", dashboard.app_path("settings")).json()["settings"]
+    assert settings["customer_jwt_secret"] is None
+    assert settings["allowed_origins"] == []
+    assert settings["customer_jwt_audience"] is None
+    assert settings["customer_jwt_issuer"] == "https://login.example.com"
+
     # saving with nothing changed sends nothing
     page.get_by_role("button", name="Save rules").click()
     expect(
         page.get_by_role("main").get_by_role("status").filter(has_text="Nothing changed")
     ).to_be_visible()
-    reset = {"strict": False, "denylist": [], "internal_ips": [], "retention_days": None}
+    reset = {
+        "strict": False,
+        "denylist": [],
+        "internal_ips": [],
+        "retention_days": None,
+        "customer_jwt_issuer": None,
+    }
     assert dashboard.api("PATCH", dashboard.app_path("settings"), json=reset).is_success
 
 

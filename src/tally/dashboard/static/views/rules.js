@@ -47,6 +47,11 @@ const KINDS = {
     write: (control, value) => (control.value = value ?? ""),
     read: (control) => (control.value.trim() === "" ? null : Number(control.value)),
   },
+  text: {
+    control: () => h("input", { type: "text", spellcheck: "false" }),
+    write: (control, value) => (control.value = value || ""),
+    read: (control) => control.value.trim() || null,
+  },
   pem: {
     control: () => h("textarea", { rows: "5", spellcheck: "false" }),
     write: (control, value) => (control.value = value || ""),
@@ -110,6 +115,17 @@ const GROUPS = [
     ],
   },
   {
+    title: "Browsers",
+    settings: [
+      {
+        key: "allowed_origins",
+        kind: "lines",
+        label: "Allowed origins",
+        hint: "One origin per line (https://shop.example.com, https://*.example.com, http://localhost:3000). When set, pages on other sites cannot send events with the app key (403 origin_not_allowed). Empty: any site.",
+      },
+    ],
+  },
+  {
     title: "Retention",
     settings: [
       {
@@ -127,9 +143,38 @@ const GROUPS = [
         key: "customer_jwt_key",
         kind: "pem",
         label: "Customer JWT public key",
-        hint: "PEM public key (RSA or EC) that verifies the JWTs your back end signs for logged-in customers. Empty: customer JWTs are refused.",
+        hint: "PEM public key (RSA or EC) that verifies the JWTs your back end signs for logged-in customers. With neither a key nor a secret, customer JWTs are refused.",
+      },
+      {
+        key: "customer_jwt_audience",
+        kind: "text",
+        label: "Customer JWT audience",
+        hint: "When set, a customer JWT must name it in its aud claim.",
+      },
+      {
+        key: "customer_jwt_issuer",
+        kind: "text",
+        label: "Customer JWT issuer",
+        hint: "When set, a customer JWT's iss claim must be exactly this.",
       },
     ],
+  },
+];
+
+/** Secrets the API shows only as "set": each can be replaced or removed, in the Keys group. */
+const SECRETS = [
+  {
+    key: "countly_salt",
+    label: "Countly checksum salt",
+    noun: "salt",
+    meaning: "When set, Countly requests must carry a checksum made with it.",
+  },
+  {
+    key: "customer_jwt_secret",
+    label: "Customer JWT secret (HS256)",
+    noun: "secret",
+    meaning:
+      "A secret of 32 characters or more shared with your back end, which verifies the customer JWTs it signs with HS256.",
   },
 ];
 
@@ -158,17 +203,16 @@ function settingControl(spec) {
   return { control, node };
 }
 
-/** The Countly salt is a secret the API shows only as "set": it can be replaced or removed. */
-function saltControl() {
+/** One of SECRETS: typing replaces it, a checkbox removes it; its value is never shown. */
+function secretControl({ label, noun, meaning }) {
   const input = h("input", { type: "password", autocomplete: "new-password", spellcheck: "false" });
-  const remove = h("input", { type: "checkbox", id: uid("salt") });
-  const meaning = "When set, Countly requests must carry a checksum made with it.";
-  const node = field("Countly checksum salt", input, meaning);
+  const remove = h("input", { type: "checkbox", id: uid("secret") });
+  const node = field(label, input, meaning);
   const hint = node.querySelector(".hint");
   const removeRow = h(
     "div",
     { class: "field check" },
-    h("div", {}, remove, h("label", { for: remove.id }, "Remove the salt")),
+    h("div", {}, remove, h("label", { for: remove.id }, `Remove the ${noun}`)),
   );
   return {
     node: h("div", {}, node, removeRow),
@@ -177,7 +221,7 @@ function saltControl() {
       input.value = "";
       remove.checked = false;
       removeRow.hidden = !value;
-      hint.textContent = `${meaning} ${value ? "A salt is set: type a new one to replace it." : "No salt is set."}`;
+      hint.textContent = `${meaning} ${value ? `A ${noun} is set: type a new one to replace it.` : `No ${noun} is set.`}`;
     },
     /** The change to send, or undefined for none. */
     change() {
@@ -252,7 +296,7 @@ function discardedSection(ctx) {
 
 export async function render(ctx) {
   const controls = new Map(SPECS.map((spec) => [spec.key, settingControl(spec)]));
-  const salt = saltControl();
+  const secrets = new Map(SECRETS.map((spec) => [spec.key, secretControl(spec)]));
   const problem = h("div");
   const saved = h("div", { role: "status" });
   const submit = h("button", { type: "submit", class: "primary" }, "Save rules");
@@ -267,7 +311,7 @@ export async function render(ctx) {
         {},
         h("legend", {}, group.title),
         group.settings.map((spec) => controls.get(spec.key).node),
-        group.title === "Keys" ? salt.node : null,
+        group.title === "Keys" ? [...secrets.values()].map((secret) => secret.node) : null,
       ),
     ),
     problem,
@@ -277,7 +321,7 @@ export async function render(ctx) {
   function show(settings) {
     current = settings;
     for (const spec of SPECS) KINDS[spec.kind].write(controls.get(spec.key).control, settings[spec.key]);
-    salt.write(settings.countly_salt);
+    for (const [key, secret] of secrets) secret.write(settings[key]);
   }
 
   function changes() {
@@ -286,8 +330,10 @@ export async function render(ctx) {
       const value = KINDS[spec.kind].read(controls.get(spec.key).control);
       if (!same(value, current[spec.key])) changed[spec.key] = value;
     }
-    const saltChange = salt.change();
-    if (saltChange !== undefined) changed.countly_salt = saltChange;
+    for (const [key, secret] of secrets) {
+      const change = secret.change();
+      if (change !== undefined) changed[key] = change;
+    }
     return changed;
   }
 
@@ -309,7 +355,7 @@ export async function render(ctx) {
   function showProblem(error) {
     problem.append(errorBox(error));
     const key = settingOf(error.message || "");
-    const target = key === "countly_salt" ? { control: salt.control } : controls.get(key);
+    const target = secrets.get(key) || controls.get(key);
     if (!target) return;
     const id = uid("setting-error");
     target.control.setAttribute("aria-invalid", "true");
