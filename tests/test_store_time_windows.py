@@ -42,7 +42,7 @@ def test_a_busy_stream_is_read_from_the_newest_windows_only() -> None:
     assert asked[0] == (ANCHOR - FIRST_WINDOW, None)
     # 6 in the first hour: the next window is sized for the 44 missing, with the margin
     assert len(asked) == 2
-    assert asked[1][0] == ANCHOR - FIRST_WINDOW - next_span(FIRST_WINDOW, 6, 44)
+    assert asked[1][0] == ANCHOR - FIRST_WINDOW - timedelta(seconds=next_span(FIRST_WINDOW, 6, 44))
 
 
 def test_a_rare_stream_grows_the_windows_then_reads_the_rest() -> None:
@@ -75,10 +75,22 @@ def test_without_an_anchor_everything_is_one_read() -> None:
 
 def test_next_span_stays_between_an_hour_and_the_growth() -> None:
     hour = timedelta(hours=1)
-    assert next_span(hour, 0, 50) == hour * GROWTH
-    assert next_span(hour * 10, 1000, 1) == FIRST_WINDOW
-    assert next_span(hour, 1, 1000) == hour * GROWTH
-    assert next_span(hour * 2, 10, 10) == hour * 3
+    assert next_span(hour, 0, 50) == (hour * GROWTH).total_seconds()
+    assert next_span(hour * 10, 1000, 1) == FIRST_WINDOW.total_seconds()
+    assert next_span(hour, 1, 1000) == (hour * GROWTH).total_seconds()
+    assert next_span(hour * 2, 10, 10) == (hour * 3).total_seconds()
+    # the estimate alone (200,000 days x 7,498) would pass the largest timedelta
+    assert next_span(timedelta(days=200_000), 1, 4999) == 200_000 * GROWTH * 86_400
+
+
+def test_one_old_row_then_a_huge_estimate_reads_the_rest() -> None:
+    """One row found after the windows grew past centuries: the next estimate is beyond any
+    date, so the next read is the open one (it overflowed before)."""
+    times = [ANCHOR - timedelta(days=d) for d in (200_000, 300_000, 600_000)]
+    asked: list[Window] = []
+    assert newest_first(ANCHOR, None, 5000, _reader(times, asked)) == times
+    assert _contiguous(asked)
+    assert asked[-1][0] is None
 
 
 @pytest.fixture

@@ -29,14 +29,16 @@ WINDOWS: Final = 8
 Row = TypeVar("Row")
 
 
-def next_span(covered: timedelta, found: int, missing: int) -> timedelta:
-    """The next window's length: from the rate of the ``found`` rows over ``covered`` the time
-    ``missing`` more rows take (with ``MARGIN``), between ``FIRST_WINDOW`` and ``GROWTH`` times
-    what is covered."""
-    longest = covered * GROWTH
+def next_span(covered: timedelta, found: int, missing: int) -> float:
+    """The next window's length in seconds: from the rate of the ``found`` rows over ``covered``
+    the time ``missing`` more rows take (with ``MARGIN``), between ``FIRST_WINDOW`` and ``GROWTH``
+    times what is covered. (Seconds, not a timedelta: after a few empty windows the estimate can
+    pass the largest timedelta; the caller then reads all the rest.)"""
+    seconds = covered.total_seconds()
+    longest = seconds * GROWTH
     if not found:
         return longest
-    return max(FIRST_WINDOW, min(longest, covered * (missing / found * MARGIN)))
+    return max(FIRST_WINDOW.total_seconds(), min(longest, seconds * (missing / found * MARGIN)))
 
 
 def newest_first(
@@ -63,5 +65,6 @@ def newest_first(
             break
         hi = lo
         span = next_span(anchor - hi, len(rows), limit - len(rows))
-        lo = hi - span if hi - datetime.min.replace(tzinfo=hi.tzinfo) > span else None
+        room = (hi - datetime.min.replace(tzinfo=hi.tzinfo)).total_seconds()
+        lo = hi - timedelta(seconds=span) if span < room else None
     return rows
