@@ -78,3 +78,13 @@ def test_a_skew_correction_past_the_calendar_keeps_the_time_as_sent(live: Live) 
     assert response.json()["accepted"] == 1
     (event,) = _events(live, "skew-1")
     assert event["time"] <= datetime.now(UTC)  # clamped: never in the future
+
+
+def test_a_dashboard_path_with_a_line_break_is_a_documented_404(live: Live) -> None:
+    """The long schemathesis run sent ``/apps/…%0A…``: no screen's route matches a line break,
+    and the 404 was missing from /openapi.json."""
+    response = live.request("GET", "/apps/abc%0Atrends")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    spec = live.request("GET", "/openapi.json").json()
+    assert "404" in spec["paths"]["/apps/{rest}"]["get"]["responses"]

@@ -247,7 +247,14 @@ def dashboard_page_paths() -> dict[str, Any]:
                 "summary": summary,
                 "tags": ["dashboard"],
                 **({"parameters": parameters} if parameters else {}),
-                "responses": html,
+                "responses": html
+                if not parameters
+                else {
+                    **html,
+                    "404": _error(
+                        "`not_found`: the path holds what no screen's URL can (a line break)."
+                    ),
+                },
             }
         }
 
