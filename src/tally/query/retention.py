@@ -36,22 +36,38 @@ def retention_sql(
     wide = replace(period, end=last.replace(tzinfo=period.tz))
     scope = Scope(app_id, wide, sorted({*start, *back}), query.filters, persons=True)
     unit = period.interval.value
+    zone = period.tz.key
     cohort = dialect.local_bucket("c.t0", unit)
-    returned = dialect.local_bucket("e.time", unit)
-    sql = scope.prefix() + ", ev AS (SELECT " + scope.actor() + " AS actor, e.time, "
+    # Each id's first start and its return buckets (with the last return in each) first, then
+    # their people's: the join to the people runs on ids, not on every event.
+    sql = scope.prefix() + f", ev AS (SELECT {dialect.ACTOR_WITHOUT_PERSONS} AS raw, e.time, "
     sql = sql + _flag(query.start_event, start) + " AS is_start, "
-    sql = sql + _flag(query.return_event, back) + " AS is_return" + scope.source() + "), "
+    sql = sql + _flag(query.return_event, back) + " AS is_return"
+    sql = sql + scope.source(join_persons=False) + "), "
     sql = sql + Sql(
-        "c AS (SELECT actor, min(time) AS t0 FROM ev WHERE is_start "
-        "AND time < CAST(? AS TIMESTAMP) GROUP BY actor), ",
+        "c_id AS (SELECT raw, min(time) AS t0 FROM ev WHERE is_start "
+        "AND time < CAST(? AS TIMESTAMP) GROUP BY raw), ",
         [utc_text(period.end)],
     )
-    zone = period.tz.key
+    sql = sql + (
+        f"c AS (SELECT {dialect.person_of('x.raw')} AS actor, min(x.t0) AS t0 FROM c_id x "
+        f"{dialect.persons_join('x.raw')} GROUP BY 1), "
+    )
+    sql = sql + Sql(
+        f"rets AS (SELECT raw, {dialect.local_bucket('time', unit)} AS rb, max(time) AS last "
+        "FROM ev WHERE is_return GROUP BY ALL), ",
+        [zone],
+    )
+    sql = sql + (
+        f"rp AS (SELECT {dialect.person_of('x.raw')} AS actor, x.rb, max(x.last) AS last "
+        f"FROM rets x {dialect.persons_join('x.raw')} GROUP BY ALL), "
+    )
+    # a return counts from the cohort's first start on: some return in the bucket at or after it
     sql = sql + Sql(
         f"r AS (SELECT DISTINCT c.actor, {dialect.bucket_text(cohort)} AS cohort, "
-        f"{dialect.periods_between(unit, cohort, returned)} AS k "
-        "FROM c JOIN ev e ON e.actor = c.actor AND e.is_return AND e.time >= c.t0) ",
-        [zone, zone, zone],
+        f"{dialect.periods_between(unit, cohort, 'rp.rb')} AS k "
+        "FROM c JOIN rp ON rp.actor = c.actor AND rp.last >= c.t0) ",
+        [zone, zone],
     )
     sql = sql + Sql(
         "SELECT cohort, k, count(*) FROM r WHERE k < ? GROUP BY ALL "
