@@ -9,10 +9,12 @@ is back, Tally takes requests again without a restart. (A full disk: tests/test_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,6 +30,7 @@ from tally.limits import Limits
 from tally.log.messages import MSG_ID
 from tally.log.nats_log import NatsLog
 from tally.log.store import LoggedStore
+from tally.store.base import EventStore
 from tally.store.clickhouse_store import ClickHouseStore
 from tally.store.embedded import EmbeddedStore
 from tally.store.query import EventQuery
@@ -49,6 +52,29 @@ async def eventually_ok(send: Callable[[], Awaitable[httpx.Response]], what: str
         await asyncio.sleep(0.2)
 
 
+@contextlib.asynccontextmanager
+async def in_process(services: Services, **transport: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of Tally's ASGI app over ``services``, in this process."""
+    app = httpx.ASGITransport(app=TallyApp(services), **transport)
+    async with httpx.AsyncClient(transport=app, base_url="http://t") as http:
+        yield http
+
+
+@contextlib.asynccontextmanager
+async def on_clickhouse(
+    catalog: Catalog, store: EventStore, database_url: str
+) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+    """Tally in this process over ``store`` (on the ClickHouse database ``database_url``); the
+    store closed and the database dropped afterwards."""
+    services = Services(catalog=catalog, store=store, limits=Limits())
+    try:
+        async with in_process(services) as http:
+            yield services, http
+    finally:
+        await store.close()
+        drop_database(database_url)
+
+
 def ingest(http: httpx.AsyncClient, key: str, *ids: str) -> Awaitable[httpx.Response]:
     events = [{"name": "signup", "id": i} for i in ids]
     return http.post("/api/v1/events", json={"events": events}, headers={"x-tally-key": key})
@@ -62,9 +88,8 @@ async def pg_through_proxy(
         catalog = Catalog(proxy.url_for(postgres_catalog_url))
         catalog.migrate()
         services = Services(catalog=catalog, store=EmbeddedStore(data_dir), limits=Limits())
-        transport = httpx.ASGITransport(app=TallyApp(services), client=("198.51.100.7", 5000))
         try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            async with in_process(services, client=("198.51.100.7", 5000)) as http:
                 yield proxy, services, http
         finally:
             await services.close()
@@ -128,14 +153,10 @@ async def collector(
     with TcpProxy(("127.0.0.1", 4222)) as proxy:
         log = NatsLog(f"{proxy.url_for(NATS_URL)}?stream={stream}", publish_timeout=1.0)
         store = LoggedStore(log, ClickHouseStore(store_url))
-        services = Services(catalog=catalog, store=store, limits=Limits())
-        transport = httpx.ASGITransport(app=TallyApp(services))
         try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            async with on_clickhouse(catalog, store, store_url) as (services, http):
                 yield proxy, services, http
         finally:
-            await store.close()
-            drop_database(store_url)
             nc = await nats.connect(NATS_URL)
             try:
                 await nc.jetstream().delete_stream(stream)
@@ -199,14 +220,8 @@ async def clickhouse_through_proxy(
     assert parts.hostname and parts.port
     with TcpProxy((parts.hostname, parts.port)) as proxy:
         store = ClickHouseStore(proxy.url_for(store_url))
-        services = Services(catalog=catalog, store=store, limits=Limits())
-        transport = httpx.ASGITransport(app=TallyApp(services))
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-                yield proxy, services, http
-        finally:
-            await store.close()
-            drop_database(store_url)
+        async with on_clickhouse(catalog, store, store_url) as (services, http):
+            yield proxy, services, http
 
 
 async def test_reads_answer_503_while_clickhouse_is_cut_and_recover(
