@@ -164,17 +164,17 @@ const GROUPS = [
 /** Secrets the API shows only as "set": each can be replaced or removed, in the Keys group. */
 const SECRETS = [
   {
-    key: "countly_salt",
-    label: "Countly checksum salt",
-    noun: "salt",
-    meaning: "When set, Countly requests must carry a checksum made with it.",
-  },
-  {
     key: "customer_jwt_secret",
     label: "Customer JWT secret (HS256)",
     noun: "secret",
     meaning:
       "A secret of 32 characters or more shared with your back end, which verifies the customer JWTs it signs with HS256.",
+  },
+  {
+    key: "countly_salt",
+    label: "Countly checksum salt",
+    noun: "salt",
+    meaning: "When set, Countly requests must carry a checksum made with it.",
   },
 ];
 
