@@ -64,6 +64,7 @@ from tally.store.query import (
     FailedRecord,
     ReplayedEvent,
 )
+from tally.store.time_windows import newest_first
 
 log = logging.getLogger("tally.store")
 
@@ -84,12 +85,20 @@ def _now_micros() -> int:
     return naive_micros(datetime.now(UTC))
 
 
+DATE_RANGE = (date(1970, 1, 1), date(2106, 2, 7))
+"""The days a ClickHouse ``Date`` holds (two bytes of days since 1970); outside it ``toDate``
+wraps around."""
+
+
 def time_bound(op: str, name: str, value: datetime, params: dict[str, Any]) -> str:
     """``time <op> value``, plus the same bound on the sort key's day: 18.16 does not derive
     the key's ``toDate(...)`` range from a condition on ``time`` (only partitions), so without it
     a time range within an app would read all of the app's rows."""
     params[name] = naive_micros(value)
-    params[f"{name}_day"] = value.astimezone(UTC).date() if value.tzinfo else value.date()
+    day = value.astimezone(UTC).date() if value.tzinfo else value.date()
+    if not DATE_RANGE[0] <= day < DATE_RANGE[1]:
+        return f"time {op} %({name})s"  # a Date cannot hold it: the time bound alone is right
+    params[f"{name}_day"] = day
     day_op = ">=" if op.startswith(">") else "<="
     return f"time {op} %({name})s AND {DAY} {day_op} toDate(%({name}_day)s)"
 
@@ -298,16 +307,16 @@ class ClickHouseDB:
         return "(user_id IN %(person)s OR device_id IN %(person)s)"
 
     def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        """Newest first, in growing time windows (``time_windows``, as the embedded store): each
+        window's bound on the sort key's day skips the rest of the app's rows, FINAL included."""
         clauses = ["app_id = %(app)s"]
-        params: dict[str, Any] = {"app": query.app_id, "limit": query.limit}
+        params: dict[str, Any] = {"app": query.app_id}
         names = [*(query.names or ()), *([query.name] if query.name is not None else [])]
         if names:
             clauses.append("name IN %(names)s")
             params["names"] = tuple(names)
         if query.user is not None:
             clauses.append(self._person_clause(query.app_id, query.user, params))
-        if query.since is not None:
-            clauses.append(time_bound(">=", "since", query.since, params))
         if query.before is not None:
             clauses.append(time_bound("<=", "b_time", query.before.time, params))
             clauses.append("(time, received_at, id) < (%(b_time)s, %(b_received)s, %(b_id)s)")
@@ -315,12 +324,31 @@ class ClickHouseDB:
                 b_received=naive_micros(query.before.received_at),
                 b_id=query.before.id,
             )
-        rows = self.conn.execute(
-            f"SELECT {_STORED} FROM {self._t('events')} FINAL WHERE {' AND '.join(clauses)} "
-            "ORDER BY time DESC, received_at DESC, id DESC LIMIT %(limit)s",
-            params,
-        )
-        return [event_record(EVENT_COLUMN_NAMES, row) for row in rows]
+            anchor = query.before.time
+        else:
+            [(newest, stored)] = self.conn.execute(
+                f"SELECT max(time), count() FROM {self._t('events')} WHERE app_id = %(app)s",
+                {"app": query.app_id},
+            )
+            if not stored:
+                return []
+            # events stamped in the future (a device's wrong clock) fall in the first window
+            anchor = min(as_datetime(newest), datetime.now(UTC))
+
+        def read(lo: datetime | None, hi: datetime | None, wanted: int) -> list[dict[str, Any]]:
+            bounded, values = list(clauses), {**params, "limit": wanted}
+            if lo is not None:
+                bounded.append(time_bound(">=", "lo", lo, values))
+            if hi is not None:
+                bounded.append(time_bound("<", "hi", hi, values))
+            rows = self.conn.execute(
+                f"SELECT {_STORED} FROM {self._t('events')} FINAL WHERE {' AND '.join(bounded)} "
+                "ORDER BY time DESC, received_at DESC, id DESC LIMIT %(limit)s",
+                values,
+            )
+            return [event_record(EVENT_COLUMN_NAMES, row) for row in rows]
+
+        return newest_first(anchor, query.since, query.limit, read)
 
     def fetch_failed(self, query: FailedQuery) -> list[FailedRecord]:
         clauses = ["app_id = %(app)s"]
