@@ -693,12 +693,19 @@ def test_time_bounds_narrow_reads_by_the_sort_key(db: ClickHouseDB) -> None:
         )
 
 
-def test_past_max_memory_usage_a_query_is_too_large(db: ClickHouseDB) -> None:
-    client = db.conn.get()  # this thread's connection, the one run_sql uses here
-    client.settings["max_memory_usage"] = 10_000_000
+def test_past_max_memory_usage_a_read_is_too_large(db: ClickHouseDB) -> None:
+    db.append(batch(*(ev("page.visit", user_id=f"u{i}") for i in range(50))))
+    client = db.conn.get()  # this thread's connection, the one the reads use here
+    client.settings["max_memory_usage"] = 1_000
     try:
         with pytest.raises(QueryTooLarge, match="max_memory_usage"):
             db.run_sql("SELECT groupArray(number) FROM numbers(10000000)", [])
+        with pytest.raises(QueryTooLarge, match="max_memory_usage"):
+            db.fetch_events(EventQuery(app_id=APP, limit=10))
+        later = EventCursor(NOW + timedelta(days=1), NOW, "z")  # a next page: no newest-time read
+        with pytest.raises(QueryTooLarge, match="max_memory_usage"):
+            db.fetch_events(EventQuery(app_id=APP, limit=10, before=later))
     finally:
         del client.settings["max_memory_usage"]
     assert db.run_sql("SELECT 1", []) == [(1,)]
+    assert len(db.fetch_events(EventQuery(app_id=APP, limit=10))) == 10

@@ -7,6 +7,7 @@ ReplacingMergeTree has not merged yet are collapsed at read time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -83,6 +84,21 @@ def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[tuple[Any, .
 
 def _now_micros() -> int:
     return naive_micros(datetime.now(UTC))
+
+
+@contextlib.contextmanager
+def within_memory() -> Iterator[None]:
+    """A read past ClickHouse's per-query memory limit as ``QueryTooLarge`` (a 400 over HTTP):
+    asking again will not help, a narrower query may."""
+    try:
+        yield
+    except ServerException as exc:
+        if exc.code != ErrorCodes.MEMORY_LIMIT_EXCEEDED:
+            raise
+        raise QueryTooLarge(
+            "the query needs more memory than ClickHouse lets one query use "
+            "(max_memory_usage); narrow its period, filters or breakdown, or raise the limit"
+        ) from None
 
 
 DATE_RANGE = (date(1970, 1, 1), date(2106, 2, 7))
@@ -326,10 +342,11 @@ class ClickHouseDB:
             )
             anchor = query.before.time
         else:
-            [(newest, stored)] = self.conn.execute(
-                f"SELECT max(time), count() FROM {self._t('events')} WHERE app_id = %(app)s",
-                {"app": query.app_id},
-            )
+            with within_memory():
+                [(newest, stored)] = self.conn.execute(
+                    f"SELECT max(time), count() FROM {self._t('events')} WHERE app_id = %(app)s",
+                    {"app": query.app_id},
+                )
             if not stored:
                 return []
             # events stamped in the future (a device's wrong clock) fall in the first window
@@ -341,11 +358,13 @@ class ClickHouseDB:
                 bounded.append(time_bound(">=", "lo", lo, values))
             if hi is not None:
                 bounded.append(time_bound("<", "hi", hi, values))
-            rows = self.conn.execute(
-                f"SELECT {_STORED} FROM {self._t('events')} FINAL WHERE {' AND '.join(bounded)} "
-                "ORDER BY time DESC, received_at DESC, id DESC LIMIT %(limit)s",
-                values,
-            )
+            with within_memory():
+                rows = self.conn.execute(
+                    f"SELECT {_STORED} FROM {self._t('events')} FINAL "
+                    f"WHERE {' AND '.join(bounded)} "
+                    "ORDER BY time DESC, received_at DESC, id DESC LIMIT %(limit)s",
+                    values,
+                )
             return [event_record(EVENT_COLUMN_NAMES, row) for row in rows]
 
         return newest_first(anchor, query.since, query.limit, read)
@@ -428,17 +447,10 @@ class ClickHouseDB:
                 values.append(Raw(value.name))
             else:
                 values.append(value)
-        try:
+        with within_memory():
             return client.execute(
                 positional(sql, values, client), external_tables=list(tables.values()) or None
             )
-        except ServerException as exc:
-            if exc.code != ErrorCodes.MEMORY_LIMIT_EXCEEDED:
-                raise
-            raise QueryTooLarge(
-                "the query needs more memory than ClickHouse lets one query use "
-                "(max_memory_usage); narrow its period, filters or breakdown"
-            ) from None
 
     def _external_table(self, table: TableParam) -> dict[str, Any]:
         if isinstance(table, PersonIds):
