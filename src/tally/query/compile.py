@@ -96,22 +96,18 @@ class Scope:
     names: Sequence[str] | None
     filters: Sequence[Filter]
     persons: bool
-    """Resolve linked ids to people (needed to count people)."""
+    """Resolve linked ids to people (needed to count people): the queries count per id first and
+    join the ids to the persons CTE (``prefix``) after, never event by event."""
 
     def prefix(self) -> Sql:
         if not self.persons:
             return Sql()
         return Sql("WITH RECURSIVE " + dialect.PERSONS_CTE, [self.app_id, self.app_id])
 
-    def actor(self) -> str:
-        return dialect.ACTOR_WITH_PERSONS if self.persons else dialect.ACTOR_WITHOUT_PERSONS
-
-    def source(self, *, join_persons: bool = True) -> Sql:
-        """``FROM ... WHERE ...`` for these events, joined to their people when ``persons`` (and
-        ``join_persons``)."""
-        join = f" {dialect.PERSONS_JOIN}" if self.persons and join_persons else ""
+    def source(self) -> Sql:
+        """``FROM events e WHERE ...`` for these events."""
         sql = Sql(
-            f" FROM events e{join} WHERE e.app_id = ? "
+            " FROM events e WHERE e.app_id = ? "
             "AND e.time >= CAST(? AS TIMESTAMP) AND e.time < CAST(? AS TIMESTAMP)",
             [self.app_id, utc_text(self.period.start), utc_text(self.period.end)],
         )
@@ -127,7 +123,7 @@ SERIES_AGGREGATES = {
     "c": "sum(e.count)",
     "s": "sum(e.sum)",
     "d": "sum(e.dur)",
-    "u": "count(DISTINCT {actor})",
+    "u": f"count(DISTINCT {dialect.ACTOR_WITHOUT_PERSONS})",
 }
 """The columns ``series_rows`` may compute; the others are answered as NULL."""
 
@@ -140,7 +136,7 @@ def distinct_ids(scope: Scope, keys: Sql) -> Sql:
         Sql("SELECT DISTINCT ")
         + keys
         + f", {dialect.ACTOR_WITHOUT_PERSONS} AS raw"
-        + scope.source(join_persons=False)
+        + scope.source()
     )
 
 
@@ -157,9 +153,9 @@ def per_person(rows: Sql, columns: str) -> Sql:
 def series_rows(scope: Scope, breakdown: str | None, columns: Sequence[str]) -> Sql:
     """Per bucket (and breakdown value): occurrences, sum, dur, distinct people, computing only
     ``columns`` (a subset of ``c s d u``: counting distinct people costs far more than sums, so
-    a measure asks for what it needs). Columns: b, v, c, s, d, u."""
+    a measure asks for what it needs; with ``persons``, people only). Columns: b, v, c, s, d, u."""
     value = field_text(breakdown) if breakdown else Sql("NULL")
-    if scope.persons and set(columns) == {"u"}:
+    if scope.persons:
         ids = distinct_ids(scope, bucket(scope.period) + " AS b, " + value + " AS v")
         people = per_person(
             ids,
@@ -167,8 +163,7 @@ def series_rows(scope: Scope, breakdown: str | None, columns: Sequence[str]) -> 
         )
         return scope.prefix() + keyed(people, "v, c, s, d, u")
     computed = ", ".join(
-        f"{SERIES_AGGREGATES[name].format(actor=scope.actor()) if name in columns else 'NULL'}"
-        f" AS {name}"
+        f"{SERIES_AGGREGATES[name] if name in columns else 'NULL'} AS {name}"
         for name in SERIES_AGGREGATES
     )
     grouped = (
@@ -198,7 +193,8 @@ def distinct_people(
     if scope.persons:
         sql = distinct_ids(scope, keys)
     else:
-        sql = Sql("SELECT ") + keys + f", count(DISTINCT {scope.actor()}) AS u" + scope.source()
+        actor = dialect.ACTOR_WITHOUT_PERSONS
+        sql = Sql("SELECT ") + keys + f", count(DISTINCT {actor}) AS u" + scope.source()
     if exclude is not None and breakdown:
         kept = [v for v in exclude if v is not None]
         not_kept = value + Sql(f" NOT IN ({', '.join('?' * len(kept))})", kept) if kept else None

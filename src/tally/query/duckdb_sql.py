@@ -120,10 +120,6 @@ def persons_join(actor: str) -> str:
     return f"LEFT JOIN persons ON persons.id = {actor}"
 
 
-ACTOR_WITH_PERSONS = person_of(ACTOR_WITHOUT_PERSONS)
-PERSONS_JOIN = persons_join(ACTOR_WITHOUT_PERSONS)
-
-
 def seconds_between(earlier: str, later: str) -> str:
     return f"epoch({later} - {earlier})"
 

@@ -42,7 +42,7 @@ def funnel_sql(app_id: str, query: FunnelQuery, period: Period, names: list[list
         for item in step.filters:
             flag = flag + " AND " + condition(item)
         sql = sql + ", " + flag + f") AS s{i}"
-    sql = sql + scope.source(join_persons=False) + "), "
+    sql = sql + scope.source() + "), "
     # Per id first (entry, value at entry, each step's times), then per person: the join to the
     # people runs on the ids, not on every event.
     entered = "WHERE s0 AND time < CAST(? AS TIMESTAMP)"

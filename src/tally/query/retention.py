@@ -43,7 +43,7 @@ def retention_sql(
     sql = scope.prefix() + f", ev AS (SELECT {dialect.ACTOR_WITHOUT_PERSONS} AS raw, e.time, "
     sql = sql + _flag(query.start_event, start) + " AS is_start, "
     sql = sql + _flag(query.return_event, back) + " AS is_return"
-    sql = sql + scope.source(join_persons=False) + "), "
+    sql = sql + scope.source() + "), "
     sql = sql + Sql(
         "c_id AS (SELECT raw, min(time) AS t0 FROM ev WHERE is_start "
         "AND time < CAST(? AS TIMESTAMP) GROUP BY raw), ",
