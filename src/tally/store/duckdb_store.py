@@ -390,7 +390,6 @@ class DuckDBStore:
             marks = ", ".join("?" * len(ids))
             clauses.append(f"(user_id IN ({marks}) OR device_id IN ({marks}))")
             params += ids + ids
-        anchor = None
         if query.before is not None:
             cursor = query.before
             clauses.append("(time, received_at, id) < (?, ?, ?)")
@@ -404,7 +403,6 @@ class DuckDBStore:
             anchor = min(newest[0], _utcnow())
         since = _naive(query.since) if query.since is not None else None
         where = " AND ".join(clauses)
-        result_names: list[str] = []
 
         def read(lo: datetime | None, hi: datetime | None, wanted: int) -> list[tuple[Any, ...]]:
             bounds, bound_params = "", []
@@ -416,23 +414,20 @@ class DuckDBStore:
                 bound_params.append(hi)
             # The page's rows found first, then read whole (by row id, stable in the snapshot):
             # only the few found are decompressed, not every row of the window.
-            result = cur.execute(
+            return cur.execute(
                 f"SELECT {_STORED} FROM events WHERE rowid IN (SELECT rowid FROM events "
                 f"WHERE {where}{bounds} {_NEWEST_FIRST} LIMIT ?) {_NEWEST_FIRST}",
                 [*params, *bound_params, wanted],
-            )
-            if not result_names:
-                result_names.extend(d[0] for d in result.description)
-            return result.fetchall()
+            ).fetchall()
 
-        rows = newest_first(anchor, since, query.limit, read)
-        return self._event_records(result_names, rows)
+        return self._event_records(newest_first(anchor, since, query.limit, read))
 
     @staticmethod
-    def _event_records(names: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    def _event_records(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        """Rows of ``_STORED``'s columns as event records: properties decoded, times aware."""
         out = []
         for row in rows:
-            record = dict(zip(names, row, strict=True))
+            record = dict(zip(EVENT_COLUMN_NAMES, row, strict=True))
             record["properties"] = (
                 _json.decode(record["properties"]) if record["properties"] else {}
             )
