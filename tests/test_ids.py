@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -20,3 +21,20 @@ def test_uuid7_is_a_version_7_uuid_ordered_by_its_millisecond() -> None:
     assert before <= stamps[0] and stamps[-1] <= after
     assert stamps == sorted(stamps)
     assert len(set(ids)) == len(ids)
+
+
+def test_a_forked_worker_does_not_repeat_its_parents_ids() -> None:
+    """HTTP workers are forked; each must draw other random bits than its parent."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write its ids and leave at once
+        os.close(read_end)
+        os.write(write_end, " ".join(uuid7() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write_end)
+    mine = {uuid.UUID(text).int & ((1 << 74) - 1) for text in (uuid7() for _ in range(100))}
+    with os.fdopen(read_end, "rb") as pipe:
+        theirs = {uuid.UUID(text).int & ((1 << 74) - 1) for text in pipe.read().decode().split()}
+    os.waitpid(pid, 0)
+    assert len(theirs) == 100
+    assert not mine & theirs

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -113,6 +114,24 @@ def test_a_keep_alive_connection_must_send_its_next_headers_in_time(
         assert first.startswith(b"HTTP/1.1 200"), first
         sock.sendall(b"POST /api/v1/events HTTP/1.1\r\nHost: tally\r\n")  # and no more
         assert read_all(sock).startswith(b"HTTP/1.1 408")
+
+
+def test_a_connection_busy_for_longer_than_the_header_timeout_stays_open(
+    slow_server: tuple[Server, App],
+) -> None:
+    """The deadline runs from the last response, not from when the connection opened."""
+    server, app = slow_server
+    body = json.dumps({"events": [{"name": "steady"}]}).encode()
+    request = (
+        f"POST /api/v1/events HTTP/1.1\r\nHost: tally\r\nX-Tally-Key: {app.app_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with connections(server, 1) as [sock]:
+        for _ in range(12):  # 12 requests 0.3 s apart: 3.6 s on one connection, timeout 1 s
+            sock.sendall(request)
+            answer = read_response(sock)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            time.sleep(0.3)
 
 
 @pytest.mark.parametrize(

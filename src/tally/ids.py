@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import random
 import secrets
 import time
+
+_VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
+_LOW_62 = (1 << 62) - 1
 
 
 def uuid7() -> str:
     """A time-ordered UUID (RFC 9562 version 7) as a string; server-made event ids use it.
 
     48 bits of Unix milliseconds, then the version, 12 random bits, the variant and 62 random
-    bits, formatted by hand (twice as fast as going through ``uuid.UUID``: one per event)."""
-    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
-    raw[6] = 0x70 | (raw[6] & 0x0F)
-    raw[8] = 0x80 | (raw[8] & 0x3F)
-    text = raw.hex()
+    bits, formatted by hand (one per event, so it is on the ingest hot path). The random bits come
+    from ``random`` (seeded from the OS in every process, reseeded after a fork): an id must be
+    unique, not secret, and ``os.urandom`` costs a system call per id."""
+    bits = random.getrandbits(74)
+    value = (
+        (time.time_ns() // 1_000_000) << 80
+        | _VERSION_AND_VARIANT
+        | (bits >> 62) << 64
+        | (bits & _LOW_62)
+    )
+    text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 

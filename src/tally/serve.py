@@ -22,6 +22,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tally import heap
 from tally.config import Settings
 from tally.process import exit_with_parent
 
@@ -64,15 +65,23 @@ def header_timeout_protocol(seconds: float) -> type:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class HeaderTimeoutProtocol(HttpToolsProtocol):
+        """One timer per connection, re-armed only when it fires early: a request costs two
+        attribute writes, not a timer's cancel and re-creation."""
+
         _header_timer: asyncio.TimerHandle | None = None
         _receiving_headers = False
+        _idle_since = 0.0
+        """When the connection opened or its last response ended (the loop's clock)."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._arm_header_timer()
+            self._idle_since = self.loop.time()
+            self._arm_header_timer(seconds)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_header_timer()
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
             super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
@@ -81,29 +90,27 @@ def header_timeout_protocol(seconds: float) -> type:
 
         def on_headers_complete(self) -> None:
             self._receiving_headers = False
-            self._cancel_header_timer()
             super().on_headers_complete()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm_header_timer()
+            self._idle_since = self.loop.time()
+            if self._header_timer is None and not self.transport.is_closing():
+                self._arm_header_timer(seconds)
 
-        def _arm_header_timer(self) -> None:
-            self._cancel_header_timer()
-            self._header_timer = self.loop.call_later(seconds, self._header_timeout_expired)
+        def _arm_header_timer(self, delay: float) -> None:
+            self._header_timer = self.loop.call_later(delay, self._header_deadline)
 
-        def _cancel_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _header_timeout_expired(self) -> None:
+        def _header_deadline(self) -> None:
             self._header_timer = None
             if self.transport.is_closing():
                 return
             if self.cycle is not None and not self.cycle.response_complete:
-                return  # a request is being answered; its response arms the timer again
+                return  # a request is being answered; its response starts the clock again
+            left = self._idle_since + seconds - self.loop.time()
+            if left > 0:  # a response ended since the timer was armed
+                self._arm_header_timer(left)
+                return
             if self._receiving_headers:
                 self.transport.write(_REQUEST_TIMEOUT)
             self.transport.close()
@@ -213,6 +220,7 @@ def _run_single(settings: Settings, sock: socket.socket) -> None:
         )
     services = Services(catalog=Catalog(settings.catalog_url), store=store, limits=settings.limits)
     server = uvicorn.Server(_uvicorn_config(TallyApp(services), settings))
+    heap.settle()
     server.run(sockets=[sock])
 
 
@@ -233,6 +241,7 @@ def _worker_main(
         limits=settings.limits,
     )
     server = uvicorn.Server(_uvicorn_config(TallyApp(services), settings))
+    heap.settle()
     server.run(sockets=[sock])
 
 

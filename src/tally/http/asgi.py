@@ -68,7 +68,7 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> by
 async def ingest_request(scope: Scope, receive: Receive, limit: int) -> IngestRequest:
     headers = headers_of(scope)
     raw_query = scope.get("query_string", b"").decode("utf-8", errors="replace")
-    query = dict(parse_qsl(raw_query, keep_blank_values=True))
+    query = dict(parse_qsl(raw_query, keep_blank_values=True)) if raw_query else {}
     request = IngestRequest(
         raw_query=raw_query,
         method=scope["method"],

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from datetime import UTC, datetime
 
 from tally import metrics
@@ -58,6 +57,10 @@ class IngestEndpoint:
     def __init__(self, adapter: Adapter, services: Services):
         self.adapter = adapter
         self.services = services
+        protocol = adapter.protocol  # the per-request metrics, looked up once
+        self._request_events = metrics.REQUEST_EVENTS.labels(protocol)
+        self._events_accepted = metrics.EVENTS_ACCEPTED.labels(protocol)
+        self._events_duplicate = metrics.EVENTS_DUPLICATE.labels(protocol)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -162,11 +165,11 @@ class IngestEndpoint:
             for app in {app.id: app for app, _ in parts}.values():
                 await self._keep_failed_request(app, received_at, _payload(request), error)
             raise error
-        metrics.REQUEST_EVENTS.labels(protocol).observe(total)
+        self._request_events.observe(total)
 
         batch = AppendBatch()
         rejected: list[Rejection] = []
-        drops: Counter[DropReason] = Counter()
+        drops: dict[DropReason, int] = {}
         for app, part in parts:
             ctx = await self._context(app, part, request, received_at)
             outcome = services.pipeline.run(part.events, ctx, part.errors)
@@ -175,15 +178,16 @@ class IngestEndpoint:
             batch.events.extend(event_rows(app.id, outcome.accepted))
             batch.failed.extend(failed_rows(outcome.failed))
             rejected.extend(outcome.rejected)
-            drops.update(outcome.drop_counts)
+            for reason, count in outcome.drop_counts.items():
+                drops[reason] = drops.get(reason, 0) + count
             for rule, count in outcome.discard_counts.items():
                 batch.discarded.append((app.id, rule, count))
                 metrics.EVENTS_DISCARDED.labels(protocol, rule).inc(count)
         result = _EMPTY if batch.empty else await services.store.append(batch)
         if result.accepted:
-            metrics.EVENTS_ACCEPTED.labels(protocol).inc(result.accepted)
+            self._events_accepted.inc(result.accepted)
         if result.duplicates:
-            metrics.EVENTS_DUPLICATE.labels(protocol).inc(result.duplicates)
+            self._events_duplicate.inc(result.duplicates)
         for reason, count in drops.items():
             metrics.EVENTS_DROPPED.labels(protocol, reason.value).inc(count)
         return self.adapter.encode(

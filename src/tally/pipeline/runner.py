@@ -3,7 +3,6 @@ those discarded (by rule)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
@@ -31,8 +30,8 @@ class PipelineResult(msgspec.Struct, kw_only=True):
     accepted: list[Event]
     failed: list[FailedEvent]
     rejected: list[Rejection]
-    drop_counts: Counter[DropReason]
-    discard_counts: Counter[str]
+    drop_counts: dict[DropReason, int]
+    discard_counts: dict[str, int]
     """Events discarded on purpose, by the rule that discarded them."""
 
 
@@ -74,8 +73,8 @@ class Pipeline:
         accepted: list[Event] = []
         failed: list[FailedEvent] = []
         rejected: list[Rejection] = []
-        counts: Counter[DropReason] = Counter()
-        discarded: Counter[str] = Counter()
+        counts: dict[DropReason, int] = {}  # plain dicts: a Counter costs ~5 µs to create
+        discarded: dict[str, int] = {}
 
         def drop(event: Event, verdict: Drop, *, replayable: bool = True) -> None:
             failed.append(failed_record(ctx, event, verdict, replayable=replayable))
@@ -83,7 +82,7 @@ class Pipeline:
             if value is None and verdict.reason in _NAME_REASONS:
                 value = event.name
             rejected.append(Rejection(event.index, verdict.reason.value, verdict.message, value))
-            counts[verdict.reason] += 1
+            counts[verdict.reason] = counts.get(verdict.reason, 0) + 1
 
         for event, verdict in decode_errors:
             drop(event, verdict, replayable=False)
@@ -96,7 +95,7 @@ class Pipeline:
             if type(result) is Drop:
                 drop(event, result)
             elif type(result) is Discard:
-                discarded[result.rule] += 1
+                discarded[result.rule] = discarded.get(result.rule, 0) + 1
             else:
                 accepted.append(result)
         rejected.sort(key=lambda r: r.index)

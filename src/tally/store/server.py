@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
+from tally import heap
 from tally.store.base import QUERY_TOO_LARGE, ExportQuery, QueryTooLarge
 from tally.store.embedded import EmbeddedStore
 from tally.store.query import EventCursor, EventQuery, FailedQuery, ReplayedEvent
@@ -183,6 +184,7 @@ async def _main(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    heap.settle()
     if on_ready is not None:
         on_ready()
     await stop.wait()
