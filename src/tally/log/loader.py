@@ -28,6 +28,7 @@ from clickhouse_driver.errors import Error as ClickHouseError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from tally import heap
 from tally.log.messages import LIVE, MSG_ID, decode, live_payloads
 from tally.log.nats_log import connect, ensure_stream
 from tally.log.url import NatsUrl
@@ -215,6 +216,7 @@ def run_loader(log_url: str, store_url: str, **options: Any) -> LoaderStats:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, loader.stop.set)
+        heap.settle()
         attempt = 0
         while not loader.stop.is_set():
             batches = loader.stats.batches

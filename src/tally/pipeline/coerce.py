@@ -17,8 +17,22 @@ class Mismatch(Exception):
     """The value does not have the type and cannot be converted to it without loss."""
 
 
+_EXACT_TYPES: dict[type, PropertyType] = {
+    str: PropertyType.STRING,
+    int: PropertyType.NUMBER,
+    float: PropertyType.NUMBER,
+    bool: PropertyType.BOOLEAN,
+    list: PropertyType.LIST,
+    dict: PropertyType.OBJECT,
+}
+"""What decoded JSON holds, looked up in one step (every property of every event comes here)."""
+
+
 def type_of(value: Any) -> PropertyType | None:
     """The type a first-seen value gets (None for null: wait for a value)."""
+    exact = _EXACT_TYPES.get(type(value))
+    if exact is not None:
+        return exact
     if value is None:
         return None
     if isinstance(value, bool):

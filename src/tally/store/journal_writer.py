@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from tally.sink import AppendBatch, AppendResult
 from tally.store.journal import Journal
-from tally.store.journal_loader import JournalLoader
+from tally.store.journal_loader import JournalLoader, Record
 from tally.store.recent_ids import RecentIds
 from tally.store.wire import encode_batch
 
@@ -40,9 +40,17 @@ class JournalWriter:
             )
         records = [batch for batch in kept if not batch.empty]
         if records:
-            last = self.journal.append([encode_batch(batch) for batch in records])
+            payloads = [encode_batch(batch) for batch in records]
+            last = self.journal.append(payloads)
             first_seq = last - len(records) + 1
-            self.loader.offer(list(zip(range(first_seq, last + 1), records, strict=True)))
+            self.loader.offer(
+                [
+                    Record(seq, payload, max(batch.rows, 1))
+                    for seq, payload, batch in zip(
+                        range(first_seq, last + 1), payloads, records, strict=True
+                    )
+                ]
+            )
         for key in seen:  # only once durable: a failed append must not make a retry a duplicate
             self.recent.add(key)
         return results
