@@ -22,12 +22,19 @@ PEOPLE = 40_000
 
 
 def _fill(data_dir: Path, app_id: str) -> None:
-    """One visit each of ``PEOPLE`` people, written straight into the store's file."""
+    """One visit each of ``PEOPLE`` people (each from a referrer of its own), written straight
+    into the store's file."""
     store = DuckDBStore(data_dir)
     store.migrate()
     for first in range(0, PEOPLE, 5_000):
         events = [
-            ev("page.visit", time=START + timedelta(seconds=i), user_id=f"u{i}", device_id=f"d{i}")
+            ev(
+                "page.visit",
+                time=START + timedelta(seconds=i),
+                user_id=f"u{i}",
+                device_id=f"d{i}",
+                properties={"ref": f"r{i}"},
+            )
             for i in range(first, first + 5_000)
         ]
         store.commit_group([batch(*events, app_id=app_id)])
@@ -63,4 +70,37 @@ def test_a_query_too_large_for_the_store_is_a_400(
         answer = client.post(query, json=small, auth=app.auth)
         assert answer.status_code == 200, answer.text
         assert answer.json()["series"][0]["total"] == PEOPLE
+    assert "Traceback" not in server.output()
+
+
+def test_a_countly_read_too_large_for_the_store_is_a_400_in_countlys_shape(
+    servers: ServerFactory, data_dir: Path
+) -> None:
+    app = create_app(data_dir)
+    _fill(data_dir, app.id)
+    server = servers.start(data_dir, workers=1, env={"TALLY_STORE_MEMORY": "1MB"})
+    with httpx.Client(timeout=60) as client:
+        # the event's ``ref`` property defined, so Countly's read lists it as a segment
+        defined = client.put(
+            f"{server.url}/api/v1/apps/{app.id}/definitions/page.visit",
+            json={"properties": [{"name": "ref"}]},
+            auth=app.auth,
+        )
+        assert defined.status_code in (200, 201), defined.text
+        params = {
+            "method": "events",
+            "app_id": app.id,
+            "event": "page.visit",
+            "segmentation": "ref",
+            "period": "[1796083200000,1796169599000]",  # 2026-12-01, the whole day (UTC)
+        }
+        response = client.get(f"{server.url}/o", params=params, auth=app.auth)
+        assert response.status_code == 400, response.text
+        assert "TALLY_STORE_MEMORY" in response.json()["result"]
+        # (every events read also lists the segments' top values, so a smaller read is another
+        # method's) the server goes on answering what fits
+        listed = {"method": "get_events", "app_id": app.id}
+        answer = client.get(f"{server.url}/o", params=listed, auth=app.auth)
+        assert answer.status_code == 200, answer.text
+        assert "page.visit" in answer.text
     assert "Traceback" not in server.output()

@@ -240,6 +240,8 @@ async def test_reads_answer_503_while_clickhouse_is_cut_and_recover(
         "interval": "month",
     }
 
+    countly = {"method": "events", "app_id": new.app.id, "event": "signup", "period": "30days"}
+
     def reads() -> list[Awaitable[httpx.Response]]:
         return [
             http.post(f"{base}/query", json=query, auth=auth),
@@ -247,7 +249,10 @@ async def test_reads_answer_503_while_clickhouse_is_cut_and_recover(
             http.get(f"{base}/users/someone/activity", auth=auth),
         ]
 
-    for response in [await read for read in reads()]:
+    def countly_read() -> Awaitable[httpx.Response]:
+        return http.get("/o", params=countly, auth=auth)
+
+    for response in [await read for read in [*reads(), countly_read()]]:
         assert response.status_code == 200, response.text
 
     proxy.cut()
@@ -255,8 +260,12 @@ async def test_reads_answer_503_while_clickhouse_is_cut_and_recover(
         assert response.status_code == 503, response.text
         assert response.json()["error"]["code"] == "store_unavailable"
         assert response.headers["retry-after"] == "1"
+    response = await countly_read()  # Countly's read API, in its own shape
+    assert response.status_code == 503, response.text
+    assert response.json()["result"].startswith("The event store is unavailable; retry later")
+    assert response.headers["retry-after"] == "1"
 
     proxy.restore()
     await eventually_ok(lambda: http.post(f"{base}/query", json=query, auth=auth), "ClickHouse")
-    for response in [await read for read in reads()]:
+    for response in [await read for read in [*reads(), countly_read()]]:
         assert response.status_code == 200, response.text

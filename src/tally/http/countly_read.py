@@ -738,6 +738,7 @@ class CountlyReadEndpoint:
         except StoreUnavailable as error:
             message = f"The event store is unavailable; retry later ({error})"
             reply = _reply(503, {"result": message})
+            reply.headers.append(("retry-after", "1"))
         await send_reply(send, reply, CORS_HEADERS)
 
     async def _answer(self, scope: Scope, receive: Receive) -> Any:
