@@ -11,7 +11,6 @@ import hmac
 import math
 import re
 from typing import Any
-from urllib.parse import parse_qsl
 
 import msgspec
 
@@ -26,6 +25,7 @@ from tally.adapters.base import (
     Reply,
     RequestError,
 )
+from tally.adapters.form import parse_form
 from tally.catalog.models import App
 from tally.model import LINK_EVENT, LINK_PREVIOUS, MAX_COUNT, Drop, DropReason, Event
 
@@ -98,9 +98,7 @@ def _fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 def read_params(request: IngestRequest) -> dict[str, Any]:
     """Query string first, then body fields over it: the body wins, as in Countly."""
     params: dict[str, Any] = (
-        _fields(parse_qsl(request.raw_query, keep_blank_values=True))
-        if request.raw_query
-        else dict(request.query)
+        _fields(parse_form(request.raw_query)) if request.raw_query else dict(request.query)
     )
     body = request.body
     if not body:
@@ -116,7 +114,7 @@ def read_params(request: IngestRequest) -> dict[str, Any]:
         return params
     if content_type in ("", "application/x-www-form-urlencoded", "text/plain"):
         text = body.decode("utf-8", errors="replace")
-        params.update(_fields(parse_qsl(text, keep_blank_values=True)))
+        params.update(_fields(parse_form(text)))
     return params
 
 

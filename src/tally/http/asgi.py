@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl
 
 from tally.adapters.base import IngestRequest, Reply, RequestError
+from tally.adapters.form import parse_form
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -68,7 +68,7 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> by
 async def ingest_request(scope: Scope, receive: Receive, limit: int) -> IngestRequest:
     headers = headers_of(scope)
     raw_query = scope.get("query_string", b"").decode("utf-8", errors="replace")
-    query = dict(parse_qsl(raw_query, keep_blank_values=True)) if raw_query else {}
+    query = dict(parse_form(raw_query)) if raw_query else {}
     request = IngestRequest(
         raw_query=raw_query,
         method=scope["method"],
