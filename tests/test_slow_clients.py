@@ -78,6 +78,15 @@ def served(server: Server, app: App, name: str) -> None:
     assert response.status_code == 200, response.text
 
 
+def raw_ingest(app: App, name: str) -> bytes:
+    """A whole keep-alive ``POST /api/v1/events`` of one event, as bytes for a raw socket."""
+    body = json.dumps({"events": [{"name": name}]}).encode()
+    return (
+        f"POST /api/v1/events HTTP/1.1\r\nHost: tally\r\nX-Tally-Key: {app.app_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
 def body_of(raw: bytes) -> dict:
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408"), raw
@@ -103,11 +112,7 @@ def test_a_keep_alive_connection_must_send_its_next_headers_in_time(
     slow_server: tuple[Server, App],
 ) -> None:
     server, app = slow_server
-    body = json.dumps({"events": [{"name": "first"}]}).encode()
-    request = (
-        f"POST /api/v1/events HTTP/1.1\r\nHost: tally\r\nX-Tally-Key: {app.app_key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    request = raw_ingest(app, "first")
     with connections(server, 1) as [sock]:
         sock.sendall(request)
         first = read_response(sock)
@@ -121,11 +126,7 @@ def test_a_connection_busy_for_longer_than_the_header_timeout_stays_open(
 ) -> None:
     """The deadline runs from the last response, not from when the connection opened."""
     server, app = slow_server
-    body = json.dumps({"events": [{"name": "steady"}]}).encode()
-    request = (
-        f"POST /api/v1/events HTTP/1.1\r\nHost: tally\r\nX-Tally-Key: {app.app_key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    request = raw_ingest(app, "steady")
     with connections(server, 1) as [sock]:
         for _ in range(12):  # 12 requests 0.3 s apart: 3.6 s on one connection, timeout 1 s
             sock.sendall(request)
