@@ -55,9 +55,10 @@ from tally.query.model import decode_query
 from tally.query.run import Runner
 from tally.store.clickhouse_db import ClickHouseDB
 from tally.store.clickhouse_rows import property_arrays
-from tally.store.columns import EVENT_COLUMN_NAMES, EVENT_COLUMNS
+from tally.store.columns import EVENT_COLUMNS
 from tally.store.duckdb_store import DuckDBStore
 from tally.store.query import EventCursor, EventQuery
+from tally.store.rows import EVENT_COLUMN_NAMES
 from tally.testing.clickhouse_server import ClickHouseServer, start_clickhouse
 
 SECTION = "## Queries"

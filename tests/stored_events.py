@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from tally.ids import uuid7
 from tally.model import Event
 from tally.sink import AppendBatch
-from tally.store.columns import event_rows
+from tally.store.rows import event_rows
 
 APP = "a" * 24
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

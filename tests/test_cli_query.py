@@ -16,8 +16,8 @@ from tally.model import Access, Event
 from tally.pipeline import DEFAULT_STEPS, Pipeline, RequestContext
 from tally.pipeline.app_rules import AppRules
 from tally.sink import AppendBatch
-from tally.store.columns import event_rows
 from tally.store.embedded import EmbeddedStore
+from tally.store.rows import event_rows
 
 
 def _store_events(data: Path, app_id: str) -> None:

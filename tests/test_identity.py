@@ -11,9 +11,9 @@ from tally.http.services import Services
 from tally.ids import uuid7
 from tally.model import LINK_EVENT, LINK_PREVIOUS, Event
 from tally.sink import AppendBatch
-from tally.store.columns import event_rows
 from tally.store.duckdb_store import DuckDBStore
 from tally.store.query import EventQuery
+from tally.store.rows import event_rows
 
 APP = "c" * 24
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

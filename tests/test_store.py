@@ -13,12 +13,12 @@ import pytest
 from stored_events import APP, NOW, batch, ev
 from tally.model import DropReason, FailedEvent
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
-from tally.store.columns import event_rows, failed_rows
 from tally.store.duckdb_schema import MIGRATIONS
 from tally.store.duckdb_store import DuckDBStore
 from tally.store.embedded import EmbeddedStore
 from tally.store.group_commit import GroupCommitter
 from tally.store.query import EventQuery
+from tally.store.rows import event_rows, failed_rows
 
 
 @pytest.fixture

@@ -29,10 +29,10 @@ from tally.ids import uuid7
 from tally.model import Event
 from tally.sink import AppendBatch
 from tally.store.base import EXPORT_COLUMNS, ExportQuery
-from tally.store.columns import event_rows
 from tally.store.embedded import EmbeddedStore
 from tally.store.query import EventQuery, FailedQuery
 from tally.store.remote import RemoteStore
+from tally.store.rows import event_rows
 from tally.store.server import StoreServer
 from tally.transfer.export import export_bytes, export_chunks
 from tally.transfer.formats import LIST_COLUMNS

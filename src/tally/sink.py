@@ -12,7 +12,7 @@ import msgspec
 
 
 class AppendBatch(msgspec.Struct, kw_only=True, array_like=True):
-    """One request's accepted events and failed events, as rows (see ``store.columns``)."""
+    """One request's accepted events and failed events, as rows (see ``store.rows``)."""
 
     events: list[tuple] = msgspec.field(default_factory=list)
     failed: list[tuple] = msgspec.field(default_factory=list)

@@ -26,9 +26,9 @@ from tally.store.clickhouse_db import ClickHouseDB, time_bound
 from tally.store.clickhouse_rows import INSERT_COLUMNS, insert_columns
 from tally.store.clickhouse_schema import MIGRATIONS, Ddl, Layout
 from tally.store.clickhouse_store import ClickHouseStore
-from tally.store.columns import event_rows, failed_rows
 from tally.store.embedded import EmbeddedStore
 from tally.store.query import EventCursor, EventQuery, FailedQuery, ReplayedEvent
+from tally.store.rows import event_rows, failed_rows
 from tally.testing.clickhouse_databases import create_cluster_tables
 
 APP = stored_events.APP

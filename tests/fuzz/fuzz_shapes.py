@@ -14,7 +14,8 @@ from tally.model import DropReason, Event
 from tally.pipeline import DEFAULT_STEPS, Pipeline, RequestContext
 from tally.pipeline.app_rules import AppRules
 from tally.sink import AppendBatch
-from tally.store.columns import event_rows, events_table, failed_rows, failed_table
+from tally.store.columns import events_table, failed_table
+from tally.store.rows import event_rows, failed_rows
 from tally.store.wire import decode_batch, encode_batch
 
 FUZZ_APP = App(

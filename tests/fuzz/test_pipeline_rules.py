@@ -33,7 +33,8 @@ from tally.pipeline.coerce import conforms
 from tally.pipeline.names import RULES, name_rule
 from tally.pipeline.timeparse import FUTURE_TOLERANCE
 from tally.sink import AppendBatch
-from tally.store.columns import event_rows, events_table, failed_rows, failed_table
+from tally.store.columns import events_table, failed_table
+from tally.store.rows import event_rows, failed_rows
 from tally.store.wire import decode_batch, encode_batch
 
 hostile_text = any_text.map(decoded)

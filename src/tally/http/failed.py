@@ -25,8 +25,8 @@ from tally.http.services import Services
 from tally.pipeline.replay import restore
 from tally.pipeline.timeparse import TimeError, parse_instant
 from tally.sink import AppendBatch
-from tally.store.columns import event_rows
 from tally.store.query import FailedQuery, FailedRecord, FailedSummary, ReplayedEvent
+from tally.store.rows import event_rows
 
 MAX_LIST = 1000
 MAX_REPLAY = 10_000

@@ -29,7 +29,7 @@ from tally.http.services import Services
 from tally.model import Access, DropReason, FailedEvent
 from tally.pipeline import Rejection, RequestContext
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
-from tally.store.columns import event_rows, failed_rows
+from tally.store.rows import event_rows, failed_rows
 from tally.tokens import InvalidToken, verify_customer_token
 
 _EMPTY = AppendResult(accepted=0, duplicates=0)

@@ -22,7 +22,7 @@ from tally.query.compile import Scope, Sql
 from tally.query.model import FunnelQuery, Interval, RetentionQuery, SessionsQuery
 from tally.query.period import Period, next_bucket_start
 from tally.query.sessions import _MARGIN, COOLDOWN_SECONDS, DURATION_RANGES, SESSION_EVENTS
-from tally.store.columns import micros
+from tally.store.rows import micros
 
 MICROS = 1_000_000
 

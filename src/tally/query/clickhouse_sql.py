@@ -24,7 +24,7 @@ from tally.query.compile import Scope, Sql
 from tally.query.model import COLUMN_FIELDS, Filter, Interval, Op, property_name
 from tally.query.period import Period
 from tally.store.clickhouse_persons import Persons
-from tally.store.columns import micros
+from tally.store.rows import micros
 
 EVENTS = "events FINAL"
 DAY_KEY = "toDate(toDateTime(intDiv(time, 1000000), 'UTC'))"

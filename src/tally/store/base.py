@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
-import pyarrow as pa
 
 from tally.sink import Sink
-from tally.store.columns import EVENT_COLUMN_NAMES
 from tally.store.query import (
     DiscardCount,
     EventQuery,
@@ -18,6 +16,10 @@ from tally.store.query import (
     FailedRecord,
     ReplayedEvent,
 )
+from tally.store.rows import EVENT_COLUMN_NAMES
+
+if TYPE_CHECKING:  # Arrow is the store's; an HTTP worker does not load it
+    import pyarrow as pa
 
 EXPORT_COLUMNS: tuple[str, ...] = tuple(name for name in EVENT_COLUMN_NAMES if name != "app_id")
 """The columns an export carries, as the events table names them (the app is the export's)."""

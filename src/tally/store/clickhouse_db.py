@@ -56,7 +56,7 @@ from tally.store.clickhouse_schema import (
     quote,
     schema_table_sql,
 )
-from tally.store.columns import EVENT_COLUMN_NAMES, EVENT_COLUMNS, events_table
+from tally.store.columns import EVENT_COLUMNS, events_table
 from tally.store.query import (
     DiscardCount,
     EventCursor,
@@ -65,6 +65,7 @@ from tally.store.query import (
     FailedRecord,
     ReplayedEvent,
 )
+from tally.store.rows import EVENT_COLUMN_NAMES
 from tally.store.time_windows import newest_first
 
 log = logging.getLogger("tally.store")

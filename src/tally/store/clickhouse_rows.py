@@ -1,4 +1,4 @@
-"""``store.columns`` rows as ClickHouse insert columns, and stored rows back as records.
+"""``store.rows`` rows as ClickHouse insert columns, and stored rows back as records.
 
 Rows carry times as microseconds since the epoch, which is how the ClickHouse tables keep them
 (see ``clickhouse_schema``), so the conversion is mostly a transpose.
@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from tally.model import LINK_EVENT, LINK_PREVIOUS
-from tally.store.columns import EVENT_COLUMN_NAMES, micros
+from tally.store.rows import EVENT_COLUMN_NAMES, micros
 
 _decode = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder()

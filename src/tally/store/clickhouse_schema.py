@@ -4,7 +4,7 @@
 Times are ``UInt64`` microseconds since the epoch (UTC), not ``DateTime`` plus a fraction column:
 18.16 has no ``DateTime64``, one integer keeps the exact instant the embedded store keeps (an event
 reads back as it was written, and keyset paging on ``(time, received_at, id)`` compares single
-columns), and it is what ``store.columns`` rows already carry, so an insert converts nothing.
+columns), and it is what ``store.rows`` rows already carry, so an insert converts nothing.
 Queries bucket it with ``toDateTime(intDiv(time, 1000000))`` and a time zone, e.g.
 ``toDate(toDateTime(intDiv(time, 1000000)), 'Europe/London')`` or ``toStartOfHour(..., tz)``
 (``SECONDS`` below).

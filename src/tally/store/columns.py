@@ -1,22 +1,15 @@
-"""Events and failed events as rows (what a request appends) and Arrow tables (what a commit
-inserts).
-
-Rows are made where the pipeline ran (an HTTP worker) and are cheap to ship; the store turns every
-row waiting for one commit into Arrow columns at once.
+"""The Arrow side of event and failed-event rows (``store.rows``): the tables' column types, and
+the rows of a whole load as Arrow tables (what a commit inserts). Store side only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 
-import msgspec
 import pyarrow as pa
 
-from tally.ids import dedup_key
-from tally.model import Event, FailedEvent
+from tally.store.rows import EVENT_COLUMN_NAMES, FAILED_COLUMN_NAMES, EventRow, FailedRow
 
-_json = msgspec.json.Encoder()
 _TS = pa.timestamp("us")
 
 # Columns stored in the events table, in table order.
@@ -53,7 +46,7 @@ EVENT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("location", pa.string()),
     ("coerced_properties", pa.list_(pa.string())),
 )
-EVENT_COLUMN_NAMES = tuple(name for name, _ in EVENT_COLUMNS)
+assert tuple(name for name, _ in EVENT_COLUMNS) == EVENT_COLUMN_NAMES
 
 # Dedup digests travel with the batch but are not stored in the events table.
 EVENT_SCHEMA = pa.schema([*EVENT_COLUMNS, ("dedup_hi", pa.uint64()), ("dedup_lo", pa.uint64())])
@@ -69,88 +62,8 @@ FAILED_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("event_index", pa.int32()),
     ("replay", pa.binary()),
 )
+assert tuple(name for name, _ in FAILED_COLUMNS) == FAILED_COLUMN_NAMES
 FAILED_SCHEMA = pa.schema(FAILED_COLUMNS)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def micros(value: datetime) -> int:
-    """Microseconds since the epoch: exact, and cheap to ship between processes."""
-    return (value - _EPOCH) // _MICROSECOND
-
-
-EventRow = tuple
-"""One accepted event as a tuple in ``EVENT_SCHEMA`` order (dedup digests last)."""
-FailedRow = tuple
-"""One failed event as a tuple in ``FAILED_SCHEMA`` order."""
-
-
-def event_rows(app_id: str, events: Sequence[Event]) -> list[EventRow]:
-    """Rows for accepted events; every event must have passed the pipeline (id and time set).
-
-    Rows, not columns: building an Arrow array costs microseconds however short it is, so the
-    store builds columns once per commit group rather than once per request.
-    """
-    rows = []
-    for e in events:
-        hi, lo = dedup_key(app_id, e.id or "") if e.client_id else (None, None)
-        rows.append(
-            (
-                app_id,
-                e.id,
-                e.name,
-                e.label,
-                micros(e.time),
-                micros(e.received_at),
-                e.user_id,
-                e.device_id,
-                e.session_id,
-                e.count,
-                e.sum,
-                e.dur,
-                _json.encode(e.properties).decode() if e.properties else None,
-                e.undefined_properties or None,
-                e.protocol,
-                e.sdk_name,
-                e.sdk_version,
-                e.ip,
-                e.user_agent,
-                e.browser,
-                e.os,
-                e.device_type,
-                e.url,
-                e.referrer,
-                e.locale,
-                e.timezone,
-                e.internal,
-                e.country_code,
-                e.city,
-                e.location,
-                e.coerced_properties or None,
-                hi,
-                lo,
-            )
-        )
-    return rows
-
-
-def failed_rows(failed: Sequence[FailedEvent]) -> list[FailedRow]:
-    return [
-        (
-            f.app_id,
-            micros(f.received_at),
-            f.protocol,
-            f.reason.value,
-            f.message,
-            f.payload,
-            f.name,
-            f.event_index,
-            f.replay,
-        )
-        for f in failed
-    ]
 
 
 CHUNK_ROWS = 2_000

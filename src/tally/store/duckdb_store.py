@@ -24,7 +24,7 @@ from tally.model import LINK_EVENT, LINK_PREVIOUS
 from tally.query.duckdb_sql import PERSON_IDS_CTE, in_person
 from tally.sink import AppendBatch, AppendResult
 from tally.store.base import EXPORT_COLUMNS, Deletion, ExportQuery, QueryTooLarge
-from tally.store.columns import EVENT_COLUMN_NAMES, FAILED_COLUMNS, events_table, failed_table
+from tally.store.columns import FAILED_COLUMNS, events_table, failed_table
 from tally.store.duckdb_schema import COMPONENT, MIGRATIONS
 from tally.store.query import (
     DiscardCount,
@@ -34,6 +34,7 @@ from tally.store.query import (
     FailedRecord,
     ReplayedEvent,
 )
+from tally.store.rows import EVENT_COLUMN_NAMES
 from tally.store.time_windows import newest_first
 from tally.utc import aware
 

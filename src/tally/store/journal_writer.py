@@ -16,7 +16,7 @@ from tally.store.recent_ids import RecentIds
 from tally.store.wire import encode_batch
 
 _HI, _LO = -2, -1
-"""Where an event row carries its dedup digest (``store.columns.EVENT_SCHEMA``)."""
+"""Where an event row carries its dedup digest (``store.rows.EventRow``)."""
 
 
 class JournalWriter:

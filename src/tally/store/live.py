@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from tally.store.columns import EVENT_COLUMN_NAMES
+from tally.store.rows import EVENT_COLUMN_NAMES
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 QUEUE_SIZE: Final = 10_000
 SUBSCRIBED: Final = "subscribed"
@@ -58,6 +59,8 @@ class LiveHub:
             subscriptions = list(self._subscriptions)
         if not subscriptions or not events.num_rows:
             return
+        import pyarrow.compute as pc  # store side only: HTTP workers import this module too
+
         by_app: dict[str, list[dict[str, Any]]] = {}
         for app_id in {s.app_id for s in subscriptions}:
             mine = events.filter(pc.equal(events["app_id"], app_id))

@@ -7,10 +7,9 @@ import itertools
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import pyarrow as pa
 
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
 from tally.store.base import QUERY_TOO_LARGE, Deletion, ExportQuery, QueryTooLarge
@@ -23,6 +22,9 @@ from tally.store.query import (
     ReplayedEvent,
 )
 from tally.store.wire import encode_batch, frame, read_frame
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class RemoteStore:
@@ -152,6 +154,8 @@ class RemoteStore:
         """Page after page (keyset on time, received_at and id), one message each, so neither
         process holds the whole export. Each page query scans what is left of the export, so
         pages are large (``export_page_rows``) and handed on in batches of ``batch_rows``."""
+        import pyarrow as pa  # here, not at the top: an HTTP worker loads Arrow only to export
+
         page_rows = max(batch_rows, self.export_page_rows)
         after: EventCursor | None = None
         while True:

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 
 from tally.pipeline.timeparse import TimeError, parse_instant
 from tally.store.base import EventStore, ExportQuery
-from tally.transfer.formats import BATCH_ROWS, encoder, stored
+from tally.transfer.formats import BATCH_ROWS
 
 
 def parse_bound(text: str) -> datetime:
@@ -35,6 +35,8 @@ async def export_chunks(
     store: EventStore, query: ExportQuery, fmt: str, batch_rows: int | None = None
 ) -> AsyncIterator[tuple[bytes, int]]:
     """The export file as chunks, each with the number of events it adds (0 for the end)."""
+    from tally.transfer.encoders import encoder, stored  # Arrow: loaded on the first export
+
     encode = encoder(fmt)
     batches = store.export_batches(query, batch_rows or BATCH_ROWS[fmt])
     async with contextlib.aclosing(batches):

@@ -29,7 +29,7 @@ from tally.model import Access, Drop, DropReason, Event
 from tally.pipeline import RequestContext
 from tally.pipeline.timeparse import TimeError, parse_instant
 from tally.sink import AppendBatch
-from tally.store.columns import event_rows, failed_rows
+from tally.store.rows import event_rows, failed_rows
 
 PROTOCOL: Final = "import"
 BATCH: Final = 1000
