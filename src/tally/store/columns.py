@@ -69,7 +69,7 @@ FAILED_SCHEMA = pa.schema(FAILED_COLUMNS)
 CHUNK_ROWS = 2_000
 """Rows converted to Arrow at a time. Converting Python rows holds the GIL (~2 µs a row); in
 pieces, the threads that answer clients get it back every few milliseconds, even while the journal
-loader converts 100,000 rows."""
+loader converts a whole load."""
 
 
 def _chunk(rows: Sequence[tuple], schema: pa.Schema) -> pa.Table:

@@ -24,7 +24,10 @@ from tally.store.wire import decode_batch
 
 log = logging.getLogger("tally.store")
 
-MAX_LOAD_ROWS = 100_000
+MAX_LOAD_ROWS = 20_000
+"""Rows in one load at most. Larger loads held more memory at once (the rows decoded, then as
+Arrow) and sustained less: 2 workers under full batch load, A/B, 100,000 -> 20,000: 606-614 ->
+690-701 requests/s, the store process's peak 472 -> 451-464 MB (BENCHMARKS.md)."""
 MAX_PENDING_ROWS = 200_000
 LOAD_INTERVAL = 0.05
 """Under steady ingest, a load starts at most this often (unless a read is waiting for it): each
