@@ -11,58 +11,37 @@ import pyarrow as pa
 from tally.store.rows import EVENT_COLUMN_NAMES, FAILED_COLUMN_NAMES, EventRow, FailedRow
 
 _TS = pa.timestamp("us")
+_TEXT_LIST = pa.list_(pa.string())
 
-# Columns stored in the events table, in table order.
-EVENT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
-    ("app_id", pa.string()),
-    ("id", pa.string()),
-    ("name", pa.string()),
-    ("label", pa.string()),
-    ("time", _TS),
-    ("received_at", _TS),
-    ("user_id", pa.string()),
-    ("device_id", pa.string()),
-    ("session_id", pa.string()),
-    ("count", pa.int64()),
-    ("sum", pa.float64()),
-    ("dur", pa.float64()),
-    ("properties", pa.string()),
-    ("undefined_properties", pa.list_(pa.string())),
-    ("protocol", pa.string()),
-    ("sdk_name", pa.string()),
-    ("sdk_version", pa.string()),
-    ("ip", pa.string()),
-    ("user_agent", pa.string()),
-    ("browser", pa.string()),
-    ("os", pa.string()),
-    ("device_type", pa.string()),
-    ("url", pa.string()),
-    ("referrer", pa.string()),
-    ("locale", pa.string()),
-    ("timezone", pa.string()),
-    ("internal", pa.bool_()),
-    ("country_code", pa.string()),
-    ("city", pa.string()),
-    ("location", pa.string()),
-    ("coerced_properties", pa.list_(pa.string())),
+_EVENT_TYPES: dict[str, pa.DataType] = {
+    "time": _TS,
+    "received_at": _TS,
+    "count": pa.int64(),
+    "sum": pa.float64(),
+    "dur": pa.float64(),
+    "undefined_properties": _TEXT_LIST,
+    "internal": pa.bool_(),
+    "coerced_properties": _TEXT_LIST,
+}
+"""The events table's columns that are not text."""
+EVENT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = tuple(
+    (name, _EVENT_TYPES.get(name, pa.string())) for name in EVENT_COLUMN_NAMES
 )
-assert tuple(name for name, _ in EVENT_COLUMNS) == EVENT_COLUMN_NAMES
+"""Columns stored in the events table, in table order, with their types."""
 
 # Dedup digests travel with the batch but are not stored in the events table.
 EVENT_SCHEMA = pa.schema([*EVENT_COLUMNS, ("dedup_hi", pa.uint64()), ("dedup_lo", pa.uint64())])
 
-FAILED_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
-    ("app_id", pa.string()),
-    ("received_at", _TS),
-    ("protocol", pa.string()),
-    ("reason", pa.string()),
-    ("message", pa.string()),
-    ("payload", pa.binary()),
-    ("name", pa.string()),
-    ("event_index", pa.int32()),
-    ("replay", pa.binary()),
+_FAILED_TYPES: dict[str, pa.DataType] = {
+    "received_at": _TS,
+    "payload": pa.binary(),
+    "event_index": pa.int32(),
+    "replay": pa.binary(),
+}
+"""The failed events table's columns that are not text."""
+FAILED_COLUMNS: tuple[tuple[str, pa.DataType], ...] = tuple(
+    (name, _FAILED_TYPES.get(name, pa.string())) for name in FAILED_COLUMN_NAMES
 )
-assert tuple(name for name, _ in FAILED_COLUMNS) == FAILED_COLUMN_NAMES
 FAILED_SCHEMA = pa.schema(FAILED_COLUMNS)
 
 
