@@ -7,18 +7,21 @@ never got, a record cut short); tests/e2e/test_durability.py SIGKILLs a real ser
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 
-from stored_events import APP, batch, ev
+from stored_events import APP, NOW, batch, ev
+from tally.model import DropReason, FailedEvent
 from tally.sink import AppendResult, StoreUnavailable
 from tally.store import journal_loader
 from tally.store.duckdb_store import DuckDBStore
 from tally.store.embedded import EmbeddedStore
 from tally.store.journal import MAGIC, Journal, JournalError
 from tally.store.query import EventQuery
-from tally.store.wire import encode_batch
+from tally.store.rows import failed_rows
+from tally.store.wire import encode_batch, seal
 
 
 def _migrated(data_dir: Path) -> None:
@@ -179,3 +182,45 @@ async def test_a_failing_load_keeps_the_events_and_is_reported_until_it_succeeds
     assert [r["name"] for r in await store.fetch_events(EventQuery(app_id=APP))] == ["kept"]
     await store.check_writable()
     await store.close()
+
+
+async def test_a_sealed_batch_is_journaled_as_sent_unless_it_holds_duplicates(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store process journals an HTTP worker's encoded batch without decoding it; only a
+    batch with duplicates is decoded, stripped of them (failed rows kept) and encoded again."""
+    store = EmbeddedStore(data_dir)
+    loading = threading.Event()  # the journal is read while its records wait to be loaded
+    real_commit = store.db.commit_group
+
+    def held_commit(batches, position=None):  # type: ignore[no-untyped-def]
+        loading.wait(10)
+        return real_commit(batches, position)
+
+    monkeypatch.setattr(store.db, "commit_group", held_commit)
+    first = seal(batch(ev("a", id="c1"), ev("b", id="c2"), ev("no id")))
+    assert await store.append_sealed(first) == AppendResult(3, 0)
+    failed = failed_rows(
+        [
+            FailedEvent(
+                app_id=APP,
+                received_at=NOW,
+                protocol="native",
+                reason=DropReason.INVALID_NAME,
+                message="bad",
+                payload=b"{}",
+            )
+        ]
+    )
+    retry = batch(ev("a", id="c1"), ev("c", id="c3"), ev("c again", id="c3"))
+    retry.failed.extend(failed)
+    assert await store.append_sealed(seal(retry)) == AppendResult(1, 2)
+    only_duplicates = seal(batch(ev("b", id="c2")))
+    assert await store.append_sealed(only_duplicates) == AppendResult(0, 1)
+    records = [payload for _, payload in Journal(data_dir).replay(after=0)]
+    kept = batch(ev("c", id="c3"))
+    kept.failed.extend(failed)
+    assert records == [first.payload, encode_batch(kept)]  # nothing journaled for the third
+    loading.set()
+    await store.close()
+    assert _names(data_dir) == ["a", "b", "c", "no id"]

@@ -19,6 +19,7 @@ from tally.store.embedded import EmbeddedStore
 from tally.store.group_commit import GroupCommitter
 from tally.store.query import EventQuery
 from tally.store.rows import event_rows, failed_rows
+from tally.store.wire import seal
 
 
 @pytest.fixture
@@ -184,10 +185,12 @@ async def test_group_commit_shares_one_transaction_between_concurrent_requests(
 
     def commit(batches):  # type: ignore[no-untyped-def]
         groups.append(len(batches))
-        return db.commit_group(batches)
+        return db.commit_group([sealed.batch for sealed in batches])
 
     committer = GroupCommitter(commit, max_delay=0.05)
-    results = await asyncio.gather(*(committer.append(batch(ev(id=f"e{i}"))) for i in range(20)))
+    results = await asyncio.gather(
+        *(committer.append(seal(batch(ev(id=f"e{i}")))) for i in range(20))
+    )
     await committer.close()
     assert results == [AppendResult(1, 0)] * 20
     assert sum(groups) == 20 and len(groups) < 20
@@ -199,12 +202,12 @@ async def test_group_commit_answers_only_after_the_commit(db: DuckDBStore) -> No
     order: list[str] = []
 
     def commit(batches):  # type: ignore[no-untyped-def]
-        result = db.commit_group(batches)
+        result = db.commit_group([sealed.batch for sealed in batches])
         order.append("committed")
         return result
 
     committer = GroupCommitter(commit, max_delay=0)
-    await committer.append(batch(ev(id="x")))
+    await committer.append(seal(batch(ev(id="x"))))
     order.append("answered")
     committed.set()
     await committer.close()
@@ -217,7 +220,7 @@ async def test_a_failed_group_is_reported_to_every_caller(db: DuckDBStore) -> No
 
     committer = GroupCommitter(commit, max_delay=0.01)
     results = await asyncio.gather(
-        *(committer.append(batch(ev(id=f"e{i}"))) for i in range(3)), return_exceptions=True
+        *(committer.append(seal(batch(ev(id=f"e{i}")))) for i in range(3)), return_exceptions=True
     )
     await committer.close()
     assert all(isinstance(r, StoreUnavailable) for r in results)

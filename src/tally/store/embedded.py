@@ -34,7 +34,7 @@ from tally.store.query import (
     ReplayedEvent,
 )
 from tally.store.recent_ids import RecentIds
-from tally.store.wire import decode_batch
+from tally.store.wire import SealedBatch, decode_batch, seal
 
 T = TypeVar("T")
 
@@ -154,7 +154,11 @@ class EmbeddedStore:
         return self.db
 
     async def append(self, batch: AppendBatch) -> AppendResult:
-        return await self.committer.append(batch)
+        return await self.committer.append(seal(batch))
+
+    async def append_sealed(self, sealed: SealedBatch) -> AppendResult:
+        """An append as the store process receives it from an HTTP worker, still encoded."""
+        return await self.committer.append(sealed)
 
     async def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]:
         return await self._read(self.db.fetch_events, query)

@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from tally import metrics
-from tally.sink import AppendBatch, AppendResult, StoreUnavailable
+from tally.sink import AppendResult, StoreUnavailable
+from tally.store.wire import SealedBatch
 
-CommitFn = Callable[[Sequence[AppendBatch]], list[AppendResult]]
+CommitFn = Callable[[Sequence[SealedBatch]], list[AppendResult]]
 
 
 class GroupCommitter:
@@ -30,7 +31,7 @@ class GroupCommitter:
         self._commit = commit
         self.max_delay = max_delay
         self.max_rows = max_rows
-        self._queue: list[tuple[AppendBatch, asyncio.Future[AppendResult]]] = []
+        self._queue: list[tuple[SealedBatch, asyncio.Future[AppendResult]]] = []
         self._queued_rows = 0
         self._wakeup: asyncio.Event | None = None
         self._full: asyncio.Event | None = None
@@ -45,7 +46,7 @@ class GroupCommitter:
             self._full = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
 
-    async def append(self, batch: AppendBatch) -> AppendResult:
+    async def append(self, batch: SealedBatch) -> AppendResult:
         if self._closed:
             raise StoreUnavailable("the store is shutting down")
         self._ensure_started()

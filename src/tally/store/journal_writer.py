@@ -13,10 +13,7 @@ from tally.sink import AppendBatch, AppendResult
 from tally.store.journal import Journal
 from tally.store.journal_loader import JournalLoader, Record
 from tally.store.recent_ids import RecentIds
-from tally.store.wire import encode_batch
-
-_HI, _LO = -2, -1
-"""Where an event row carries its dedup digest (``store.rows.EventRow``)."""
+from tally.store.wire import SealedBatch, encode_batch
 
 
 class JournalWriter:
@@ -25,29 +22,24 @@ class JournalWriter:
         self.loader = loader
         self.recent = recent
 
-    def write_group(self, batches: Sequence[AppendBatch]) -> list[AppendResult]:
+    def write_group(self, batches: Sequence[SealedBatch]) -> list[AppendResult]:
         self.loader.wait_for_room()
         seen: set[int] = set()
-        kept: list[AppendBatch] = []
+        records: list[tuple[bytes, int]] = []
         results: list[AppendResult] = []
-        for batch in batches:
-            first = self._first_seen(batch, seen)
-            kept.append(first)
-            results.append(
-                AppendResult(
-                    accepted=len(first.events), duplicates=len(batch.events) - len(first.events)
-                )
-            )
-        records = [batch for batch in kept if not batch.empty]
+        for sealed in batches:
+            payload, rows, duplicates = self._first_seen(sealed, seen)
+            results.append(AppendResult(accepted=sealed.events - duplicates, duplicates=duplicates))
+            if payload is not None:
+                records.append((payload, rows))
         if records:
-            payloads = [encode_batch(batch) for batch in records]
-            last = self.journal.append(payloads)
+            last = self.journal.append([payload for payload, _ in records])
             first_seq = last - len(records) + 1
             self.loader.offer(
                 [
-                    Record(seq, payload, max(batch.rows, 1))
-                    for seq, payload, batch in zip(
-                        range(first_seq, last + 1), payloads, records, strict=True
+                    Record(seq, payload, max(rows, 1))
+                    for seq, (payload, rows) in zip(
+                        range(first_seq, last + 1), records, strict=True
                     )
                 ]
             )
@@ -55,19 +47,21 @@ class JournalWriter:
             self.recent.add(key)
         return results
 
-    def _first_seen(self, batch: AppendBatch, seen: set[int]) -> AppendBatch:
-        """The batch without events whose client id was seen lately or earlier in the group."""
-        events = []
-        for row in batch.events:
-            hi = row[_HI]
-            if hi is None:
-                events.append(row)
-                continue
-            key = RecentIds.key(hi, row[_LO])
+    def _first_seen(self, sealed: SealedBatch, seen: set[int]) -> tuple[bytes | None, int, int]:
+        """The payload to journal (None: nothing left), its rows, and how many of its events
+        were seen lately or earlier in the group. Only a batch that has duplicates is decoded."""
+        duplicate_rows: set[int] = set()
+        for index, hi, lo in sealed.keys:
+            key = RecentIds.key(hi, lo)
             if key in seen or key in self.recent:
-                continue
-            seen.add(key)
-            events.append(row)
-        if len(events) == len(batch.events):
-            return batch
-        return AppendBatch(events=events, failed=batch.failed, discarded=batch.discarded)
+                duplicate_rows.add(index)
+            else:
+                seen.add(key)
+        if not duplicate_rows:
+            return (None if sealed.empty else sealed.payload), sealed.rows, 0
+        batch = sealed.batch
+        events = [row for i, row in enumerate(batch.events) if i not in duplicate_rows]
+        kept = AppendBatch(events=events, failed=batch.failed, discarded=batch.discarded)
+        if kept.empty:
+            return None, 0, len(duplicate_rows)
+        return encode_batch(kept), kept.rows, len(duplicate_rows)

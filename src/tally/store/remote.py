@@ -21,7 +21,7 @@ from tally.store.query import (
     FailedRecord,
     ReplayedEvent,
 )
-from tally.store.wire import encode_batch, frame, read_frame
+from tally.store.wire import frame, read_frame, sealed_message
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -97,7 +97,7 @@ class RemoteStore:
         return await future
 
     async def append(self, batch: AppendBatch) -> AppendResult:
-        result = await self._call({"op": "append", "batch": encode_batch(batch)})
+        result = await self._call(sealed_message(batch))
         return msgspec.convert(result, AppendResult)
 
     async def fetch_events(self, query: EventQuery) -> list[dict[str, Any]]:

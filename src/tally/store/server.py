@@ -23,7 +23,7 @@ from tally import heap
 from tally.store.base import QUERY_TOO_LARGE, ExportQuery, QueryTooLarge
 from tally.store.embedded import EmbeddedStore
 from tally.store.query import EventCursor, EventQuery, FailedQuery, ReplayedEvent
-from tally.store.wire import decode_batch, frame, read_frame
+from tally.store.wire import frame, read_frame, unseal_message
 
 log = logging.getLogger("tally.store")
 
@@ -110,8 +110,7 @@ class StoreServer:
     async def _dispatch(self, message: dict[str, Any]) -> Any:
         op = message["op"]
         if op == "append":
-            batch = decode_batch(message["batch"])
-            result = await self.store.append(batch)
+            result = await self.store.append_sealed(unseal_message(message))
             return msgspec.to_builtins(result)
         if op == "fetch":
             query = msgspec.convert(message["query"], EventQuery)
