@@ -6,6 +6,7 @@ so replies follow Countly's shapes and status codes exactly.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -306,24 +307,26 @@ class CountlyRequest:
             if isinstance(params.get(name), dict | list):
                 raise RequestError(400, "invalid_parameter", f'Invalid parameter "{name}"')
 
-    def _event(self, index: int, name: Any, *, event_id: str, **fields: Any) -> Event:
+    @functools.cached_property
+    def _shared(self) -> dict[str, Any]:
+        """The fields every event of this parameter set shares, worked out once for all."""
         metrics = self.metrics
         params = self.params
-        return Event(
-            index=index,
-            protocol=PROTOCOL,
-            name=name,
-            id=event_id,
-            device_id=self.device_id,
-            sdk_name=as_text(params.get("sdk_name")),
-            sdk_version=as_text(params.get("sdk_version")),
-            os=as_text(metrics.get("_os")),
-            browser=as_text(metrics.get("_browser")),
-            device_type=as_text(metrics.get("_device_type")),
-            locale=as_text(metrics.get("_locale")),
-            timezone=_offset(params.get("tz")),
+        return {
+            "device_id": self.device_id,
+            "sdk_name": as_text(params.get("sdk_name")),
+            "sdk_version": as_text(params.get("sdk_version")),
+            "os": as_text(metrics.get("_os")),
+            "browser": as_text(metrics.get("_browser")),
+            "device_type": as_text(metrics.get("_device_type")),
+            "locale": as_text(metrics.get("_locale")),
+            "timezone": _offset(params.get("tz")),
             **self.geo,
-            **fields,
+        }
+
+    def _event(self, index: int, name: Any, *, event_id: str, **fields: Any) -> Event:
+        return Event(
+            index=index, protocol=PROTOCOL, name=name, id=event_id, **self._shared, **fields
         )
 
     def session_events(self) -> list[Event]:
