@@ -5,9 +5,11 @@ the rules make; and what is accepted or failed can be stored."""
 
 from __future__ import annotations
 
+import copy
 import math
 from datetime import UTC, datetime
 
+import msgspec
 from fuzz_settings import examples
 from fuzz_shapes import FUZZ_APP, PIPELINE
 from fuzz_strategies import decoded, json_values, mostly, scalars, times
@@ -26,11 +28,12 @@ from tally.catalog.definitions import (
 )
 from tally.catalog.models import AppSettings, Convention, NameRule
 from tally.limits import Limits
-from tally.model import MAX_COUNT, Access, DropReason, Event
-from tally.pipeline import RequestContext
+from tally.model import MAX_COUNT, Access, Discard, Drop, DropReason, Event
+from tally.pipeline import PipelineResult, RequestContext
 from tally.pipeline.app_rules import AppRules
 from tally.pipeline.coerce import conforms
 from tally.pipeline.names import RULES, name_rule
+from tally.pipeline.runner import failed_record
 from tally.pipeline.timeparse import FUTURE_TOLERANCE
 from tally.sink import AppendBatch
 from tally.store.columns import events_table, failed_table
@@ -204,6 +207,53 @@ def test_every_event_is_accepted_failed_or_discarded_once(
     decode_batch(encode_batch(rows))
     events_table(rows.events)
     failed_table(rows.failed)
+
+
+def _verdicts(outcome: PipelineResult) -> dict[int, object]:
+    """Each event's fate by index; a server-made id (random) is left out of the comparison."""
+    verdicts: dict[int, object] = {}
+    for event in outcome.accepted:
+        verdicts[event.index] = event if event.client_id else msgspec.structs.replace(event, id="")
+    for failed in outcome.failed:
+        verdicts[failed.event_index] = (failed.reason, failed.message)  # type: ignore[index]
+    return verdicts
+
+
+@settings(max_examples=examples(80))
+@given(ctx=contexts(), data=st.data())
+def test_steps_a_request_does_not_need_are_left_out_without_changing_anything(
+    ctx: RequestContext, data: st.DataObject
+) -> None:
+    """The runner leaves out steps whose ``needed_when`` condition fails for the request (no
+    aliases, no lists, no customer token...); running every step gives the same outcome."""
+    batch = [data.draw(events(index)) for index in range(data.draw(st.integers(1, 5)))]
+    every_ctx = msgspec.structs.replace(ctx, first_seen={})
+    every_step = _run_every_step(copy.deepcopy(batch), every_ctx)
+    outcome = PIPELINE.run(batch, ctx)
+    assert len(PIPELINE.steps_for(ctx)) <= len(PIPELINE.steps)
+    assert _verdicts(outcome) == _verdicts(every_step)
+    assert outcome.discard_counts == every_step.discard_counts
+    assert ctx.first_seen == every_ctx.first_seen
+
+
+def _run_every_step(batch: list[Event], ctx: RequestContext) -> PipelineResult:
+    """What ``Pipeline.run`` does, calling every step for every event."""
+    accepted, failed, discarded = [], [], {}
+    for event in batch:
+        result: Event | Drop | Discard = event
+        for step in PIPELINE.steps:
+            result = step(result, ctx)
+            if not isinstance(result, Event):
+                break
+        if isinstance(result, Drop):
+            failed.append(failed_record(ctx, event, result))
+        elif isinstance(result, Discard):
+            discarded[result.rule] = discarded.get(result.rule, 0) + 1
+        else:
+            accepted.append(result)
+    return PipelineResult(
+        accepted=accepted, failed=failed, rejected=[], drop_counts={}, discard_counts=discarded
+    )
 
 
 def test_a_count_the_store_cannot_hold_is_rejected() -> None:

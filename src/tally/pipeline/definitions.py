@@ -16,6 +16,7 @@ from tally.catalog.definitions import RESERVED_EVENTS, OnMismatch, Permission, r
 from tally.model import Access, Drop, DropReason, Event
 from tally.pipeline.coerce import Mismatch, coerce, conforms, type_of
 from tally.pipeline.context import RequestContext
+from tally.pipeline.runner import needed_when
 
 ALLOWED_BY: Final = {
     Access.ANONYMOUS: frozenset({Permission.ANONYMOUS}),
@@ -29,6 +30,7 @@ _NEEDS: Final = {
 }
 
 
+@needed_when(lambda ctx: not ctx.allow_reserved)
 def check_reserved(event: Event, ctx: RequestContext) -> Event | Drop:
     where = RESERVED_EVENTS.get(event.name)
     if where is not None and not ctx.allow_reserved:
@@ -102,6 +104,7 @@ def check_definition(event: Event, ctx: RequestContext) -> Event | Drop:
     return event
 
 
+@needed_when(lambda ctx: not ctx.requires_definitions)
 def note_first_seen(event: Event, ctx: RequestContext) -> Event | Drop:
     """The last step: an event that will be stored and is new (or has new properties) is noted
     for definition, with the type of the first value seen."""

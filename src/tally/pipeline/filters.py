@@ -10,12 +10,14 @@ import ipaddress
 
 from tally.model import Discard, Drop, Event
 from tally.pipeline.context import RequestContext
+from tally.pipeline.runner import needed_when
 
 NOT_ALLOWED = "allowlist"
 """The rule an event matching no allowlist pattern is counted under."""
 BOT = "bot"
 
 
+@needed_when(lambda ctx: bool(ctx.rules.denylist or ctx.rules.allowlist))
 def filter_lists(event: Event, ctx: RequestContext) -> Event | Drop | Discard:
     """The denylist wins over the allowlist; SDK-internal events (identity links, sessions'
     bookkeeping) are exempt from the allowlist, which names the app's own events."""
@@ -30,6 +32,7 @@ def filter_lists(event: Event, ctx: RequestContext) -> Event | Drop | Discard:
     return event
 
 
+@needed_when(lambda ctx: ctx.rules.settings.filter_bots or bool(ctx.rules.internal_networks))
 def filter_traffic(event: Event, ctx: RequestContext) -> Event | Drop | Discard:
     """Bots by user agent (runs after ``enrich_context`` parsed it) and internal addresses."""
     rules = ctx.rules

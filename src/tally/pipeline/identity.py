@@ -7,6 +7,7 @@ from typing import Final
 
 from tally.model import Drop, DropReason, Event
 from tally.pipeline.context import RequestContext
+from tally.pipeline.runner import needed_when
 
 IDENTITY_REQUIRED: Final = {
     "segment": "the message has neither userId nor anonymousId",
@@ -18,6 +19,7 @@ Countly refuses a request without device_id as a whole (an adapter rule: it is a
 the request); the native API allows events with no identity."""
 
 
+@needed_when(lambda ctx: ctx.customer_id is not None)
 def bind_customer(event: Event, ctx: RequestContext) -> Event | Drop:
     """Events sent with a customer JWT belong to the customer the token names, whatever the
     body says."""
@@ -26,6 +28,7 @@ def bind_customer(event: Event, ctx: RequestContext) -> Event | Drop:
     return event
 
 
+@needed_when(lambda ctx: ctx.protocol in IDENTITY_REQUIRED)
 def require_identity(event: Event, ctx: RequestContext) -> Event | Drop:
     if event.user_id is None and event.device_id is None:
         missing = IDENTITY_REQUIRED.get(ctx.protocol)

@@ -9,6 +9,7 @@ from tally import metrics
 from tally.catalog.models import Convention, NameRule
 from tally.model import Drop, DropReason, Event
 from tally.pipeline.context import RequestContext
+from tally.pipeline.runner import needed_when
 
 
 class Rule:
@@ -76,6 +77,7 @@ def check_name(event: Event, ctx: RequestContext) -> Event | Drop:
     return event
 
 
+@needed_when(lambda ctx: bool(ctx.rules.aliases))
 def rename_alias(event: Event, ctx: RequestContext) -> Event | Drop:
     """An event sent under an alias is stored under the name it now has."""
     renamed = ctx.rules.aliases.get(event.name)

@@ -14,6 +14,20 @@ from tally.pipeline.replay import replay_state
 
 _NAME_REASONS = frozenset({DropReason.MISSING_NAME, DropReason.INVALID_NAME})
 Step: TypeAlias = Callable[[Event, RequestContext], "Event | Drop | Discard"]
+Needed: TypeAlias = Callable[[RequestContext], bool]
+_NEEDED: dict[Step, Needed] = {}
+
+
+def needed_when(predicate: Needed) -> Callable[[Step], Step]:
+    """Mark a step that returns every event unchanged unless ``predicate(ctx)`` holds (no
+    customer token, no aliases, no lists...): the runner leaves it out of such requests instead
+    of calling it for every event."""
+
+    def mark(step: Step) -> Step:
+        _NEEDED[step] = predicate
+        return step
+
+    return mark
 
 
 class Rejection(msgspec.Struct, frozen=True):
@@ -63,6 +77,12 @@ class Pipeline:
     def step_names(self) -> list[str]:
         return [step.__name__ for step in self.steps]
 
+    def steps_for(self, ctx: RequestContext) -> tuple[Step, ...]:
+        """The steps that can change something in this request's events."""
+        return tuple(
+            step for step in self.steps if (needed := _NEEDED.get(step)) is None or needed(ctx)
+        )
+
     def run(
         self,
         events: Sequence[Event],
@@ -86,9 +106,10 @@ class Pipeline:
 
         for event, verdict in decode_errors:
             drop(event, verdict, replayable=False)
+        steps = self.steps_for(ctx)
         for event in events:
             result: Event | Drop | Discard = event
-            for step in self.steps:
+            for step in steps:
                 result = step(result, ctx)
                 if type(result) is not Event:
                     break

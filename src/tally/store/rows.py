@@ -85,16 +85,21 @@ def event_rows(app_id: str, events: Sequence[Event]) -> list[EventRow]:
     store builds columns once per commit group rather than once per request.
     """
     rows = []
+    received: datetime | None = None
+    received_micros = 0
     for e in events:
         hi, lo = dedup_key(app_id, e.id or "") if e.client_id else (None, None)
+        if e.received_at is not received:  # one request's events share it: converted once
+            received = e.received_at
+            received_micros = micros(received)
         rows.append(
             (
                 app_id,
                 e.id,
                 e.name,
                 e.label,
-                micros(e.time),
-                micros(e.received_at),
+                received_micros if e.time is received else micros(e.time),
+                received_micros,
                 e.user_id,
                 e.device_id,
                 e.session_id,
