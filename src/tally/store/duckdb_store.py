@@ -73,9 +73,10 @@ the file grows (the 10-minute soak in BENCHMARKS.md). Queries at 10M events run 
 ``events.duckdb.tmp`` next to the file."""
 CHECKPOINT_THRESHOLD = "64MB"
 """How much write-ahead log DuckDB gathers before it checkpoints (its default: 16 MB, ~55,000
-events). Frequent small checkpoints cost more per event than fewer large ones: 1M events loaded 20,000 at a time took 6.2-6.8 µs of CPU an event at 16 MB, 4.5 at 32 MB
-and 4.3 at 64 MB (BENCHMARKS.md). Tally's journal, not DuckDB's log, makes events durable; a
-bigger log only means up to ~220,000 events (0.3 s) to replay when the store opens after a crash."""
+events). Frequent small checkpoints cost more per event than fewer large ones: 1M events loaded
+20,000 at a time took 6.2-6.8 µs of CPU an event at 16 MB, 4.5 at 32 MB and 4.3 at 64 MB
+(BENCHMARKS.md). Tally's journal, not DuckDB's log, makes events durable; a bigger log only means
+up to ~220,000 events (0.3 s) to replay when the store opens after a crash."""
 
 
 _DISCARD_SQL = """
