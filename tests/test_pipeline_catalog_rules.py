@@ -147,6 +147,11 @@ def convention_warnings(protocol: str) -> float:
     return value or 0.0
 
 
+def properties_coerced(protocol: str) -> float:
+    value = REGISTRY.get_sample_value("tally_properties_coerced_total", {"protocol": protocol})
+    return value or 0.0
+
+
 def defined(name: str = "entries.count", **fields: Any) -> EventDefinition:
     fields.setdefault("permission", Permission.ANONYMOUS)
     return EventDefinition(name=name, **fields)
@@ -288,6 +293,26 @@ def test_convention_names_pass_even_when_enforced(ctx: RequestContext, name: str
     assert accepted(enforced, event(name)).name == name
     assert accepted(context(ctx, protocol="synerise"), event(name)).name == name
     assert convention_warnings("synerise") == before
+
+
+def test_a_run_adds_its_warnings_and_coercions_to_the_metrics_once_counted_per_event(
+    ctx: RequestContext,
+) -> None:
+    synerise = context(
+        ctx, protocol="synerise", definitions=[typed("entries", PropertyType.NUMBER)]
+    )
+    warned, coerced = convention_warnings("synerise"), properties_coerced("synerise")
+    result = run(
+        synerise,
+        event(properties={"entries": "1"}),  # entries.count: coerced
+        event(properties={"entries": "2"}),
+        event("checkout"),  # breaks the convention
+        event("checkout"),
+    )
+    assert len(result.accepted) == 4
+    assert convention_warnings("synerise") == warned + 2
+    assert properties_coerced("synerise") == coerced + 2
+    assert synerise.counted == {}  # reported, not kept for a second run
 
 
 def test_convention_warns_by_default_on_synerise(ctx: RequestContext) -> None:

@@ -95,7 +95,7 @@ def check_definition(event: Event, ctx: RequestContext) -> Event | Drop:
             return Drop(
                 DropReason.INVALID_PROPERTY, f"property {key!r} must be a {prop.type}: {exc}", value
             )
-        metrics.PROPERTIES_COERCED.labels(ctx.protocol).inc()
+        ctx.count(metrics.PROPERTIES_COERCED)
         if key not in coerced:
             coerced.append(key)
     event.undefined_properties = undefined

@@ -73,7 +73,7 @@ def check_name(event: Event, ctx: RequestContext) -> Event | Drop:
                 "(for example page.visit)",
             )
         if convention is Convention.WARN:
-            metrics.NAME_CONVENTION_WARNINGS.labels(ctx.protocol).inc()
+            ctx.count(metrics.NAME_CONVENTION_WARNINGS)
     return event
 
 

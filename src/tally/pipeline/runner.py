@@ -120,6 +120,9 @@ class Pipeline:
             else:
                 accepted.append(result)
         rejected.sort(key=lambda r: r.index)
+        for metric, count in ctx.counted.items():
+            metric.labels(ctx.protocol).inc(count)
+        ctx.counted.clear()
         return PipelineResult(
             accepted=accepted,
             failed=failed,
