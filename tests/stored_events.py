@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from tally.ids import uuid7
-from tally.model import Event
+from tally.model import DropReason, Event, FailedEvent
 from tally.sink import AppendBatch
 from tally.store.rows import event_rows
 
@@ -31,3 +31,16 @@ def ev(name: str = "signup", id: str | None = None, *, now: datetime = NOW, **fi
 
 def batch(*events: Event, app_id: str = APP) -> AppendBatch:
     return AppendBatch(events=event_rows(app_id, list(events)))
+
+
+def failed(reason: DropReason = DropReason.INVALID_NAME, **fields) -> FailedEvent:  # type: ignore[no-untyped-def]
+    """A failed event as the pipeline records it."""
+    return FailedEvent(
+        app_id=fields.pop("app_id", APP),
+        received_at=fields.pop("received_at", NOW),
+        protocol=fields.pop("protocol", "native"),
+        reason=reason,
+        message=fields.pop("message", "bad"),
+        payload=fields.pop("payload", b"{}"),
+        **fields,
+    )

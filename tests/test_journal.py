@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stored_events import APP, NOW, batch, ev
-from tally.model import DropReason, FailedEvent
+from stored_events import APP, batch, ev, failed
 from tally.sink import AppendResult, StoreUnavailable
 from tally.store import journal_loader
 from tally.store.duckdb_store import DuckDBStore
@@ -200,26 +199,15 @@ async def test_a_sealed_batch_is_journaled_as_sent_unless_it_holds_duplicates(
     monkeypatch.setattr(store.db, "commit_group", held_commit)
     first = seal(batch(ev("a", id="c1"), ev("b", id="c2"), ev("no id")))
     assert await store.append_sealed(first) == AppendResult(3, 0)
-    failed = failed_rows(
-        [
-            FailedEvent(
-                app_id=APP,
-                received_at=NOW,
-                protocol="native",
-                reason=DropReason.INVALID_NAME,
-                message="bad",
-                payload=b"{}",
-            )
-        ]
-    )
+    failed_row = failed_rows([failed()])
     retry = batch(ev("a", id="c1"), ev("c", id="c3"), ev("c again", id="c3"))
-    retry.failed.extend(failed)
+    retry.failed.extend(failed_row)
     assert await store.append_sealed(seal(retry)) == AppendResult(1, 2)
     only_duplicates = seal(batch(ev("b", id="c2")))
     assert await store.append_sealed(only_duplicates) == AppendResult(0, 1)
     records = [payload for _, payload in Journal(data_dir).replay(after=0)]
     kept = batch(ev("c", id="c3"))
-    kept.failed.extend(failed)
+    kept.failed.extend(failed_row)
     assert records == [first.payload, encode_batch(kept)]  # nothing journaled for the third
     loading.set()
     await store.close()
