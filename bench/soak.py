@@ -208,7 +208,10 @@ class Soak:
 
     @property
     def section(self) -> str:
-        return HALF_SECTION if self.half else SOAK_SECTION
+        """Its own section per kind and, away from the default 2 workers, per worker count, so
+        that a one-worker soak does not replace the default one."""
+        heading = HALF_SECTION if self.half else SOAK_SECTION
+        return heading if self.workers == 2 else f"{heading}, {self.workers} worker(s)"
 
     @property
     def reads(self) -> list[Read]:
