@@ -13,23 +13,10 @@ from tally.http.errors import ApiError
 from tally.http.services import Services
 from tally.pipeline.timeparse import TimeError, parse_instant
 from tally.store.query import EventQuery
+from tally.store.rows import CONTEXT_COLUMN_NAMES
 
 MAX_LIMIT = 1000
 _encoder = msgspec.json.Encoder()
-_CONTEXT = (
-    "ip",
-    "user_agent",
-    "browser",
-    "os",
-    "device_type",
-    "url",
-    "referrer",
-    "locale",
-    "timezone",
-    "country_code",
-    "city",
-    "location",
-)
 
 
 def event_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +38,7 @@ def event_json(row: dict[str, Any]) -> dict[str, Any]:
         "protocol": row["protocol"],
         "internal": row["internal"],
         "sdk": {"name": row["sdk_name"], "version": row["sdk_version"]},
-        "context": {key: row[key] for key in _CONTEXT},
+        "context": {key: row[key] for key in CONTEXT_COLUMN_NAMES},
     }
 
 

@@ -49,6 +49,13 @@ EVENT_COLUMN_NAMES: tuple[str, ...] = (
     "coerced_properties",
 )
 """The events table's columns, in table order; an event row has these, then its dedup digests."""
+CONTEXT_COLUMN_NAMES: tuple[str, ...] = (
+    *EVENT_COLUMN_NAMES[EVENT_COLUMN_NAMES.index("ip") : EVENT_COLUMN_NAMES.index("timezone") + 1],
+    "country_code",
+    "city",
+    "location",
+)
+"""The columns the read API nests under an event's ``context`` (and an import accepts there)."""
 FAILED_COLUMN_NAMES: tuple[str, ...] = (
     "app_id",
     "received_at",

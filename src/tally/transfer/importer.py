@@ -29,7 +29,7 @@ from tally.model import Access, Drop, DropReason, Event
 from tally.pipeline import RequestContext
 from tally.pipeline.timeparse import TimeError, parse_instant
 from tally.sink import AppendBatch
-from tally.store.rows import event_rows, failed_rows
+from tally.store.rows import CONTEXT_COLUMN_NAMES, event_rows, failed_rows
 
 PROTOCOL: Final = "import"
 BATCH: Final = 1000
@@ -75,20 +75,6 @@ class ImportRow(msgspec.Struct, kw_only=True):
 
 _NATIVE_NAMES: Final = {"user": "user_id", "device": "device_id", "session": "session_id"}
 _JSON_TEXT: Final = ("properties", "coerced_properties", "undefined_properties")
-_CONTEXT: Final = (
-    "ip",
-    "user_agent",
-    "browser",
-    "os",
-    "device_type",
-    "url",
-    "referrer",
-    "locale",
-    "timezone",
-    "country_code",
-    "city",
-    "location",
-)
 _json = msgspec.json.Encoder()
 _decode_json = msgspec.json.Decoder()
 
@@ -108,7 +94,7 @@ def _flatten(record: dict[str, Any], *, text: bool) -> dict[str, Any]:
             flat.setdefault("sdk_name", value.get("name"))
             flat.setdefault("sdk_version", value.get("version"))
         elif key == "context" and isinstance(value, dict):
-            for name in _CONTEXT:
+            for name in CONTEXT_COLUMN_NAMES:
                 if value.get(name) is not None:
                     flat.setdefault(name, value[name])
         elif key in _NATIVE_NAMES:
