@@ -395,11 +395,11 @@ class DuckDBStore:
         if names:
             clauses.append(f"name IN ({', '.join('?' * len(names))})")
             params.extend(names)
+        person: list[str] | None = None
         if query.user is not None:
             # The person: this id and every id linked to it, directly or through others. Found
-            # first, so the scan compares two columns with constants, which DuckDB pushes down.
-            ids = sorted(_person_ids(cur, query.app_id, query.user))
-        person = ids if query.user is not None else None
+            # first, so each scan compares a column with constants, which DuckDB pushes down.
+            person = sorted(_person_ids(cur, query.app_id, query.user))
         if query.before is not None:
             cursor = query.before
             clauses.append("(time, received_at, id) < (?, ?, ?)")

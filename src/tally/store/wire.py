@@ -57,26 +57,12 @@ def seal(batch: AppendBatch) -> SealedBatch:
 
 def sealed_message(batch: AppendBatch) -> dict[str, Any]:
     """The append message an HTTP worker sends the store process."""
-    sealed = seal(batch)
-    return {
-        "op": "append",
-        "batch": sealed.payload,
-        "rows": sealed.rows,
-        "events": sealed.events,
-        "keys": sealed.keys,
-        "empty": sealed.empty,
-    }
+    return {"op": "append", **msgspec.structs.asdict(seal(batch))}
 
 
 def unseal_message(message: dict[str, Any]) -> SealedBatch:
     """The store process's side of ``sealed_message``, without decoding the batch."""
-    return SealedBatch(
-        message["batch"],
-        message["rows"],
-        message["events"],
-        [tuple(key) for key in message["keys"]],
-        empty=message["empty"],
-    )
+    return msgspec.convert(message, SealedBatch)
 
 
 def frame(message: dict[str, Any]) -> bytes:
