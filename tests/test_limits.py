@@ -93,8 +93,10 @@ def test_limits_from_the_environment() -> None:
             "TALLY_RATE_LIMIT_IP": "2.5",
             "TALLY_RATE_LIMIT_EXEMPT": "10.0.0.0/8, 192.168.1.1",
             "TALLY_BODY_TIMEOUT": "15",
+            "TALLY_DEDUP_MAX_IDS": "500000",
         }
     )
+    assert limits.dedup_max_ids == 500_000
     assert (limits.max_string_length, limits.max_depth) == (100, 3)
     assert limits.rate_limit_ip == 2.5 and limits.body_timeout == 15.0
     assert limits.rate_limit_exempt == ("10.0.0.0/8", "192.168.1.1")
@@ -109,6 +111,7 @@ def test_limits_from_the_environment() -> None:
         ("TALLY_RATE_LIMIT_APP", "fast", "TALLY_RATE_LIMIT_APP must be a number"),
         ("TALLY_MAX_KEY_LENGTH", "0", "max_key_length must be at least 1"),
         ("TALLY_RATE_LIMIT_IP", "-1", "rate_limit_ip must be at least 0"),
+        ("TALLY_DEDUP_MAX_IDS", "-5", "dedup_max_ids must be at least 0"),
         ("TALLY_RATE_LIMIT_EXEMPT", "10.0.0.300", "is not an address or network"),
     ],
 )

@@ -116,7 +116,7 @@ def test_ids_older_than_the_window_are_forgotten(data_dir: Path) -> None:
     store.migrate()
     store.commit_group([batch(ev(id="old"))])
     store.conn.execute("UPDATE event_ids SET seen_at = seen_at - INTERVAL 8 DAY")
-    store._last_prune = datetime.min  # the prune runs at most hourly; make it due
+    store.event_ids._last_prune = datetime.min  # the prune runs at most hourly; make it due
     store.commit_group([batch(ev(id="recent"))])
     assert store.count_rows("event_ids") == 1  # "old" was forgotten, "recent" is remembered
     assert store.commit_group([batch(ev(id="old"), ev(id="recent"))]) == [AppendResult(1, 1)]

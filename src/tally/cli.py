@@ -103,6 +103,13 @@ def main() -> None:
     help="How long client event ids are remembered for deduplication (default 7).",
 )
 @click.option(
+    "--dedup-max-ids",
+    type=int,
+    default=None,
+    help="Client event ids the embedded store remembers at most, the newest (default 0: as "
+    "many as a quarter of TALLY_STORE_MEMORY holds, ~64 bytes an id).",
+)
+@click.option(
     "--rate-limit-ip",
     type=float,
     default=None,

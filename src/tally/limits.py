@@ -10,6 +10,8 @@ from collections.abc import Mapping
 import msgspec
 
 LOOPBACK = ("127.0.0.0/8", "::1")
+_ZERO_IS_DEFAULT = frozenset({"dedup_max_ids"})
+"""Limits whose 0 means "work it out" rather than "nothing"."""
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,6 +36,9 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     """Deepest nesting of objects and arrays in one property value."""
     dedup_window_days: int = 7
     """How long a client-supplied event id is remembered for deduplication."""
+    dedup_max_ids: int = 0
+    """Client ids the embedded store's dedup index holds at most, the newest (it lives in the
+    store's memory, ~64 bytes an id); 0: as many as a quarter of ``TALLY_STORE_MEMORY`` holds."""
     rate_limit_ip: float = 0.0
     """Ingest requests per second per client address, per HTTP worker; 0: no limit."""
     rate_limit_ip_burst: int = 0
@@ -73,7 +78,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, name)
             if isinstance(value, tuple):
                 continue
-            lowest = 0 if name.startswith("rate_limit_") else 1
+            lowest = 0 if name.startswith("rate_limit_") or name in _ZERO_IS_DEFAULT else 1
             if value < lowest:
                 raise ValueError(f"{name} must be at least {lowest}")
         for spec in self.rate_limit_exempt:

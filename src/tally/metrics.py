@@ -82,6 +82,11 @@ EVENTS_LATE_DUPLICATE = Counter(
     "tally_events_late_duplicate_total",
     "Repeated client event ids found only when loading (answered as accepted, stored once).",
 )
+DEDUP_IDS_FORGOTTEN = Counter(
+    "tally_dedup_ids_forgotten_total",
+    "Client event ids the embedded store's dedup index forgot before their window ended, to stay "
+    "within its budget (TALLY_DEDUP_MAX_IDS): a retry of one of them is stored again.",
+)
 REQUEST_EVENTS = Histogram(
     "tally_ingest_request_events",
     "Events per ingest request (batch size), by protocol.",

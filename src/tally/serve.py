@@ -215,6 +215,7 @@ def _run_single(settings: Settings, sock: socket.socket) -> None:
         store = EmbeddedStore(
             settings.data_dir,
             dedup_window=_dedup_window(settings),
+            dedup_max_ids=settings.limits.dedup_max_ids,
             commit_delay=settings.commit_delay,
             migrate=False,
         )
@@ -254,6 +255,7 @@ def _store_main(settings: Settings, socket_path: Path, ready: Any, supervisor: i
         socket_path,
         ready.set,
         dedup_window=_dedup_window(settings),
+        dedup_max_ids=settings.limits.dedup_max_ids,
         commit_delay=settings.commit_delay,
     )
 

@@ -26,6 +26,7 @@ from tally.sink import AppendBatch, AppendResult
 from tally.store.base import EXPORT_COLUMNS, Deletion, ExportQuery, QueryTooLarge
 from tally.store.columns import FAILED_COLUMNS, events_table, failed_table
 from tally.store.duckdb_schema import COMPONENT, MIGRATIONS
+from tally.store.event_ids import EventIds, default_max_ids, memory_limit_bytes
 from tally.store.query import (
     DiscardCount,
     EventCursor,
@@ -183,7 +184,10 @@ class DuckDBStore:
         data_dir: Path,
         dedup_window: timedelta = timedelta(days=7),
         memory_limit: str | None = None,
+        dedup_max_ids: int = 0,
     ) -> None:
+        """``dedup_max_ids``: client ids the dedup index holds at most (0: as many as a quarter
+        of the memory limit holds, ``store.event_ids``)."""
         self.path = data_dir / self.FILE_NAME
         self.dedup_window = dedup_window
         limit = memory_limit or os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY_LIMIT
@@ -197,7 +201,9 @@ class DuckDBStore:
             raise ValueError(f"{MEMORY_ENV}={limit!r} is not a memory size: {exc}") from None
         self._writer = self.conn.cursor()
         self._lock = threading.Lock()
-        self._last_prune = datetime.min
+        self.event_ids = EventIds(
+            dedup_window, dedup_max_ids or default_max_ids(memory_limit_bytes(self.conn))
+        )
         self.on_commit: Callable[[pa.Table], None] | None = None
         """Told what each commit stored (the live stream), after the commit."""
 
@@ -269,9 +275,7 @@ class DuckDBStore:
         """The dedup digests seen last, newest first (to warm ``store.recent_ids``)."""
         cur = self.conn.cursor()
         try:
-            return cur.execute(
-                "SELECT hi, lo FROM event_ids ORDER BY seen_at DESC LIMIT ?", [limit]
-            ).fetchall()
+            return EventIds.newest(cur, limit)
         finally:
             cur.close()
 
@@ -297,7 +301,7 @@ class DuckDBStore:
         try:
             if rows:
                 incoming_events = events_table(rows)
-                keep = self._dedup(cur, incoming_events)
+                keep = self.event_ids.admit(cur, incoming_events, _utcnow())
                 if keep is None:
                     accepted += np.bincount(owner, minlength=len(batches))
                 else:
@@ -329,48 +333,11 @@ class DuckDBStore:
                 self.on_commit(stored)
             except Exception:  # the live view must never fail a commit
                 log.exception("live stream publish failed")
-        self._maybe_prune()
+        self.event_ids.prune(self._writer, _utcnow())
         return [
             AppendResult(accepted=int(a), duplicates=int(d))
             for a, d in zip(accepted, duplicates, strict=True)
         ]
-
-    def _dedup(self, cur: duckdb.DuckDBPyConnection, events: pa.Table) -> np.ndarray | None:
-        """Mask of rows to store, or None when no row carries a client id."""
-        hi = events.column("dedup_hi")
-        if hi.null_count == len(hi):
-            return None
-        incoming_ids = pa.table(  # noqa: F841 - read by DuckDB
-            {
-                "seq": pa.array(np.arange(events.num_rows, dtype=np.int64)),
-                "hi": hi,
-                "lo": events.column("dedup_lo"),
-            }
-        )
-        new_seqs = cur.execute(
-            """
-            WITH firsts AS (
-                SELECT hi, lo, min(seq) AS seq FROM incoming_ids
-                WHERE hi IS NOT NULL GROUP BY hi, lo
-            ),
-            inserted AS (
-                INSERT OR IGNORE INTO event_ids SELECT hi, lo, ? FROM firsts RETURNING hi, lo
-            )
-            SELECT f.seq FROM firsts f JOIN inserted i USING (hi, lo)
-            """,
-            [_utcnow()],
-        ).fetchnumpy()["seq"]
-        keep = np.asarray(hi.is_null().to_numpy(zero_copy_only=False), dtype=bool).copy()
-        keep[np.asarray(new_seqs, dtype=np.int64)] = True
-        return keep
-
-    def _maybe_prune(self) -> None:
-        """Forget client ids older than the dedup window, at most once an hour."""
-        now = _utcnow()
-        if now - self._last_prune < timedelta(hours=1):
-            return
-        self._last_prune = now
-        self._writer.execute("DELETE FROM event_ids WHERE seen_at < ?", [now - self.dedup_window])
 
     # reads
 

@@ -58,10 +58,12 @@ class EmbeddedStore:
         data_dir: Path,
         *,
         dedup_window: timedelta = timedelta(days=7),
+        dedup_max_ids: int = 0,
         commit_delay: float = 0.002,
         migrate: bool = True,
     ) -> None:
-        self.db = DuckDBStore(data_dir, dedup_window=dedup_window)  # locks the data folder
+        # locks the data folder
+        self.db = DuckDBStore(data_dir, dedup_window=dedup_window, dedup_max_ids=dedup_max_ids)
         if migrate:
             self.db.migrate()
         self.live = LiveHub()
