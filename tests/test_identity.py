@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import httpx
@@ -123,8 +124,92 @@ def test_the_migration_links_what_was_stored_before(data_dir) -> None:  # type: 
         "user_id) VALUES (?, 'e1', 'old', now(), now(), 1, 'native', 'd1', 'u1')",
         [APP],
     )
-    assert db.migrate() == [3, 4, 5, 6]
+    assert db.migrate() == [3, 4, 5, 6, 7]
     assert links(db) == {("d1", "u1")}
+    db.close()
+
+
+def _count_links(db: DuckDBStore) -> int:
+    row = db.conn.execute("SELECT count(*) FROM identity_links").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_link_is_stored_once_however_often_it_comes(data_dir) -> None:  # type: ignore[no-untyped-def]
+    db = DuckDBStore(data_dir)
+    db.migrate()
+    for _ in range(3):  # in one load twice, then in two more loads
+        db.commit_group(
+            [
+                AppendBatch(
+                    events=event_rows(
+                        APP,
+                        [
+                            ev("login", device_id="laptop", user_id="alice"),
+                            ev("login", device_id="laptop", user_id="alice"),
+                            # same strings split differently: another link
+                            ev("login", device_id="lapto", user_id="palice"),
+                        ],
+                    )
+                )
+            ]
+        )
+    assert _count_links(db) == 2
+    assert links(db) == {("laptop", "alice"), ("lapto", "palice")}
+    db.close()
+
+
+def test_version_7_keeps_the_links_and_stores_repeats_once(data_dir) -> None:  # type: ignore[no-untyped-def]
+    """A store made before version 7 (links under a primary key) keeps its links, now keyed."""
+    from tally.store.duckdb_schema import MIGRATIONS
+
+    db = DuckDBStore(data_dir)
+    db.conn.execute("CREATE TABLE tally_schema (component VARCHAR PRIMARY KEY, version INTEGER)")
+    db.conn.execute("INSERT INTO tally_schema VALUES ('events', 6)")
+    for migration in MIGRATIONS[:6]:
+        migration.apply(db.conn)
+    db.conn.execute("INSERT INTO identity_links VALUES (?, 'laptop', 'alice', now())", [APP])
+    assert db.migrate() == [7]
+    db.commit_group(
+        [AppendBatch(events=event_rows(APP, [ev("login", device_id="laptop", user_id="alice")]))]
+    )
+    assert _count_links(db) == 1
+    assert person(db, "alice") == ["login"]
+    db.close()
+
+
+def test_a_million_links_fit_a_small_store(data_dir) -> None:  # type: ignore[no-untyped-def]
+    """The links' former primary key (an in-memory index, ~80 bytes a link) could not hold a
+    million links in 64 MB: the insert below failed, as every load with a link did once a store
+    had ~3M links at the default 256 MB."""
+    from tally.store.duckdb_schema import LINK_KEY_SQL
+
+    db = DuckDBStore(data_dir, memory_limit="64MB")
+    db.migrate()
+    db.conn.execute(
+        f"INSERT INTO identity_links SELECT app_id, from_id, to_id, now(), {LINK_KEY_SQL} "
+        "FROM (SELECT ? AS app_id, 'device-' || md5(i::VARCHAR) AS from_id, "
+        "'user-' || i AS to_id FROM range(1000000) t(i))",
+        [APP],
+    )
+    db.commit_group(
+        [
+            AppendBatch(
+                events=event_rows(
+                    APP,
+                    [  # a link stored before and a new one
+                        ev(
+                            "login",
+                            device_id=f"device-{hashlib.md5(b'7').hexdigest()}",
+                            user_id="user-7",
+                        ),
+                        ev("login", device_id="new-device", user_id="user-7"),
+                    ],
+                )
+            )
+        ]
+    )
+    assert _count_links(db) == 1_000_001
+    assert person(db, "user-7") == ["login", "login"]
     db.close()
 
 

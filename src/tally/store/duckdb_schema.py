@@ -146,6 +146,27 @@ def _v6(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("INSERT INTO journal_state VALUES (0)")
 
 
+LINK_KEY_SQL = "md5_number(app_id || length(from_id) || ':' || from_id || to_id)"
+"""A link's identity as one 128-bit number (MD5, stable across DuckDB versions, unlike ``hash``;
+the length of ``from_id`` keeps ``("ab", "c")`` and ``("a", "bc")`` apart)."""
+
+
+def _v7(conn: duckdb.DuckDBPyConnection) -> None:
+    # identity_links' primary key was an ART index over three strings, which DuckDB keeps in
+    # memory: ~80 bytes a link, so ~3M links filled the default TALLY_STORE_MEMORY and every load
+    # with a link failed from then on. Repeats are found by this key instead (one number scanned).
+    conn.execute(
+        f"""
+        CREATE TABLE identity_links_v7 AS
+        SELECT app_id, from_id, to_id, linked_at, {LINK_KEY_SQL} AS link_key FROM identity_links
+        """
+    )
+    conn.execute("DROP TABLE identity_links")
+    conn.execute("ALTER TABLE identity_links_v7 RENAME TO identity_links")
+    for column in ("app_id", "from_id", "to_id", "linked_at", "link_key"):
+        conn.execute(f"ALTER TABLE identity_links ALTER COLUMN {column} SET NOT NULL")
+
+
 MIGRATIONS: list[Migration[duckdb.DuckDBPyConnection]] = [
     Migration(1, "events, failed events and the dedup index", _v1),
     Migration(2, "events.internal marks SDK-internal events (Countly [CLY]_ keys)", _v2),
@@ -153,4 +174,5 @@ MIGRATIONS: list[Migration[duckdb.DuckDBPyConnection]] = [
     Migration(4, "geo and coerced-property columns, failed-event replay, discard counts", _v4),
     Migration(5, "deletions: people forgotten and events past an app's retention", _v5),
     Migration(6, "journal_state: the last journal record loaded", _v6),
+    Migration(7, "identity_links keyed by an MD5 of the link, without an in-memory index", _v7),
 ]
