@@ -56,6 +56,7 @@ from tally.query.run import Runner
 from tally.store.clickhouse_db import ClickHouseDB
 from tally.store.clickhouse_rows import property_arrays
 from tally.store.columns import EVENT_COLUMNS
+from tally.store.duckdb_schema import LINK_KEY_SQL
 from tally.store.duckdb_store import DuckDBStore
 from tally.store.query import EventCursor, EventQuery
 from tally.store.rows import EVENT_COLUMN_NAMES
@@ -207,8 +208,9 @@ def load(
             took.clickhouse += time.monotonic() - started
     started = time.monotonic()
     store.conn.execute(
-        "INSERT INTO identity_links SELECT DISTINCT app_id, device_id, user_id, min(time) "
-        "FROM events WHERE user_id IS NOT NULL GROUP BY ALL"
+        "INSERT INTO identity_links SELECT app_id, from_id, to_id, linked_at, "
+        f"{LINK_KEY_SQL} FROM (SELECT app_id, device_id AS from_id, user_id AS to_id, "
+        "min(time) AS linked_at FROM events WHERE user_id IS NOT NULL GROUP BY ALL)"
     )
     store.conn.execute("CHECKPOINT")
     links = store.conn.execute(
