@@ -132,3 +132,19 @@ def test_apps_set_changes_settings(tmp_path: Path) -> None:
     code, out = run("apps", "set", created["id"], "--countly-salt", "", "--data", data, "--json")
     assert json.loads(out)["settings"] == {}
     assert run("apps", "set", "nope", "--countly-salt", "x", "--data", data)[0] == 1
+
+
+def test_start_up_failures_name_their_cause(tmp_path: Path) -> None:
+    """A DuckDB error whose text says "block" (out of memory) is not a lock held elsewhere."""
+    from types import SimpleNamespace
+
+    from tally.serve import _explain
+
+    settings = SimpleNamespace(data_dir=tmp_path, store=None)
+    memory = duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+    said = _explain(memory, settings)  # type: ignore[arg-type]
+    assert said is not None and "TALLY_STORE_MEMORY" in said and "in use" not in said
+    locked = duckdb.IOException('Could not set lock on file "x": Conflicting lock is held')
+    said = _explain(locked, settings)  # type: ignore[arg-type]
+    assert said is not None and "in use by another process" in said
+    assert _explain(duckdb.IOException("Could not read from file"), settings) is None  # type: ignore[arg-type]

@@ -39,10 +39,11 @@ def test_duckdbs_memory_limit_is_read_in_bytes(setting: str, expected: int) -> N
 
 def test_the_budget_defaults_to_a_quarter_of_the_store_memory(data_dir: Path) -> None:
     store = DuckDBStore(data_dir, memory_limit="256MB")
-    assert store.event_ids.max_ids == pytest.approx(256e6 / MEMORY_SHARE / BYTES_PER_ID, rel=1e-3)
+    budget = store.event_ids.budget(store.conn)
+    assert budget == pytest.approx(256e6 / MEMORY_SHARE / BYTES_PER_ID, rel=1e-3)
     store.close()
     store = DuckDBStore(data_dir, memory_limit="256MB", dedup_max_ids=5_000)
-    assert store.event_ids.max_ids == 5_000
+    assert store.event_ids.budget(store.conn) == 5_000
     store.close()
 
 
@@ -138,6 +139,6 @@ def test_many_client_ids_never_exhaust_the_store_memory(data_dir: Path) -> None:
         assert keep is not None and keep.all()
         if load % 10 == 9:
             store.conn.execute("CHECKPOINT")
-    assert store.count_rows("event_ids") <= index.max_ids * SLACK
+    assert store.count_rows("event_ids") <= index.budget(cur) * SLACK
     cur.close()
     store.close()

@@ -18,7 +18,16 @@ from tally.sink import AppendBatch
 from tally.store.clickhouse_db import ClickHouseDB
 from tally.store.duckdb_store import DuckDBStore
 from tally.store.query import EventCursor, EventQuery
-from tally.store.time_windows import FIRST_WINDOW, GROWTH, WINDOWS, newest_first, next_span
+from tally.store.time_windows import (
+    FIRST_WINDOW,
+    GROWTH,
+    LONGEST_FIRST,
+    SHORTEST_FIRST,
+    WINDOWS,
+    first_window,
+    newest_first,
+    next_span,
+)
 from tally.testing.clickhouse_databases import drop_database, fresh_database_url
 
 ANCHOR = datetime(2026, 12, 7, 12, 0)
@@ -96,6 +105,28 @@ def test_one_old_row_then_a_huge_estimate_reads_the_rest() -> None:
     assert newest_first(ANCHOR, None, 5000, _reader(times, asked)) == times
     assert _contiguous(asked)
     assert asked[-1][0] is None
+
+
+def test_the_first_window_spans_about_one_read_of_rows() -> None:
+    # 10M rows over 30 days: 122,880 rows (a DuckDB row group) arrive in about 8.8 hours
+    span = first_window(10_000_000, timedelta(days=30), 122_880)
+    assert span == timedelta(days=30) * 122_880 / 10_000_000
+    assert first_window(10, timedelta(days=1), 122_880) == LONGEST_FIRST
+    assert first_window(10**9, timedelta(minutes=1), 122_880) == SHORTEST_FIRST
+    assert first_window(0, timedelta(days=1), 122_880) == FIRST_WINDOW
+    assert first_window(5, timedelta(0), 122_880) == FIRST_WINDOW  # one instant: no rate
+
+
+def test_the_first_window_reaches_back_as_asked() -> None:
+    times = [ANCHOR - timedelta(hours=h) for h in range(0, 40, 2)]
+    asked: list[Window] = []
+    assert newest_first(ANCHOR, None, 5, _reader(times, asked), timedelta(hours=9)) == times[:5]
+    assert asked == [(ANCHOR - timedelta(hours=9), None)]  # one read filled the page
+    # near the oldest date there is no room for it: the first read is everything
+    early = datetime.min + timedelta(days=1)
+    asked = []
+    assert newest_first(early, None, 5, _reader([early], asked), LONGEST_FIRST) == [early]
+    assert asked == [(None, None)]
 
 
 class Stored:

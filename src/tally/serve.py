@@ -12,6 +12,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import socket
@@ -352,11 +353,17 @@ class PrepareError(Exception):
 def _explain(exc: BaseException, settings: Settings) -> str | None:
     """A user-facing message for a start-up failure, or None if it is unexpected."""
     module = type(exc).__module__
-    if module.startswith(("duckdb", "_duckdb")) and "lock" in str(exc).lower():
-        return (
-            f"the event store in {settings.data_dir} is in use by another process "
-            f"(another tally serve?): {exc}"
-        )
+    if module.startswith(("duckdb", "_duckdb")):
+        if type(exc).__name__ == "OutOfMemoryException":  # (duckdb is not imported here)
+            return (
+                f"the event store in {settings.data_dir} cannot start within the memory it may "
+                f"use; raise TALLY_STORE_MEMORY: {exc}"
+            )
+        if re.search(r"\block\b", str(exc), re.IGNORECASE):  # not "could not allocate block"
+            return (
+                f"the event store in {settings.data_dir} is in use by another process "
+                f"(another tally serve?): {exc}"
+            )
     if module.startswith("clickhouse_driver"):
         return f"cannot use the event store {settings.store}: {exc}"
     return None

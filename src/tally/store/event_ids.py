@@ -60,9 +60,12 @@ class EventIds:
     """Admits a group's client ids into the index and keeps the index within its window and
     budget. Used from the store's one writer thread."""
 
-    def __init__(self, window: timedelta, max_ids: int) -> None:
+    def __init__(self, window: timedelta, max_ids: int = 0) -> None:
+        """``max_ids`` 0: as many as a quarter of the memory limit holds (``default_max_ids``),
+        worked out when first needed (not on open: at a tiny memory limit that one query could be
+        what fails)."""
         self.window = window
-        self.max_ids = max_ids
+        self._max_ids = max_ids
         self._held: int | None = None
         """Ids in the index: counted on first use and after each trim or prune, added to per
         group between (a group rolled back after its ids were counted makes a trim come early)."""
@@ -106,13 +109,19 @@ class EventIds:
     def prune(self, cur: duckdb.DuckDBPyConnection, now: datetime) -> None:
         """Forget ids past the window (at most once per ``PRUNE_EVERY``) and, when the index
         holds more than its budget allows, the oldest ids beyond it. Outside any transaction."""
-        if self.held(cur) > self.max_ids * SLACK:
+        if self.held(cur) > self.budget(cur) * SLACK:
             self._trim(cur)
         if now - self._last_prune < PRUNE_EVERY:
             return
         self._last_prune = now
         cur.execute("DELETE FROM event_ids WHERE seen_at < ?", [now - self.window])
         self._held = _count(cur)
+
+    def budget(self, cur: duckdb.DuckDBPyConnection) -> int:
+        """The most ids the index keeps."""
+        if not self._max_ids:
+            self._max_ids = default_max_ids(memory_limit_bytes(cur))
+        return self._max_ids
 
     def held(self, cur: duckdb.DuckDBPyConnection) -> int:
         """Ids in the index (counted once, then kept up to date)."""
@@ -128,7 +137,7 @@ class EventIds:
             "DELETE FROM event_ids WHERE seen_at <= "
             "(SELECT seen_at FROM event_ids ORDER BY seen_at DESC LIMIT 1 OFFSET ?) "
             "AND seen_at < (SELECT max(seen_at) FROM event_ids)",
-            [self.max_ids],
+            [self.budget(cur)],
         )
         self._held = _count(cur)
         forgotten = max(0, before - self._held)
@@ -140,7 +149,7 @@ class EventIds:
                 "the dedup index holds its budget of %d client ids (TALLY_DEDUP_MAX_IDS), so "
                 "ids are now forgotten before the dedup window ends (it reaches back to %s UTC); "
                 "raise TALLY_DEDUP_MAX_IDS and TALLY_STORE_MEMORY to remember them longer",
-                self.max_ids,
+                self.budget(cur),
                 oldest[0] if oldest else None,
             )
 

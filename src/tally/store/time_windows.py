@@ -17,6 +17,9 @@ from datetime import datetime, timedelta
 from typing import Final, TypeVar
 
 FIRST_WINDOW: Final = timedelta(hours=1)
+"""The first window when the store does not size it (``first_window``)."""
+SHORTEST_FIRST: Final = timedelta(minutes=1)
+LONGEST_FIRST: Final = timedelta(days=30)
 GROWTH: Final = 8
 """How much further back the next window reaches, as a multiple of the time covered, when the
 windows so far found nothing."""
@@ -41,22 +44,37 @@ def next_span(covered: timedelta, found: int, missing: int) -> float:
     return max(FIRST_WINDOW.total_seconds(), min(longest, seconds * (missing / found * MARGIN)))
 
 
+def first_window(rows: int, arrival: timedelta, rows_per_read: int) -> timedelta:
+    """A first window as long as ``rows_per_read`` rows take to arrive, at the rate of ``rows``
+    over ``arrival`` (between ``SHORTEST_FIRST`` and ``LONGEST_FIRST``). A store that reads at
+    least that many rows whatever the window (DuckDB: a row group) answers such a window for the
+    price of a shorter one, and a busy customer's page then comes from one read, not two."""
+    seconds = arrival.total_seconds()
+    if rows <= 0 or seconds <= 0:
+        return FIRST_WINDOW
+    span = timedelta(seconds=seconds * rows_per_read / rows)
+    return max(SHORTEST_FIRST, min(LONGEST_FIRST, span))
+
+
 def newest_first(
     anchor: datetime | None,
     since: datetime | None,
     limit: int,
     read: Callable[[datetime | None, datetime | None, int], list[Row]],
+    first: timedelta = FIRST_WINDOW,
 ) -> list[Row]:
     """Up to ``limit`` rows, newest first, from ``read(lo, hi, wanted)`` window by window.
     ``read`` answers the rows with ``lo <= time < hi`` (None: no bound) newest first, at most
     ``wanted`` of them. The first window has no upper bound (rows stamped after ``anchor`` belong
     to it), the last none below (or ``since``): they cover every time once. ``anchor``: where
-    the first window ends, normally the newest time stored (None: one read of everything)."""
+    the first window ends, normally the newest time stored (None: one read of everything);
+    ``first``: how far back the first window reaches."""
     if anchor is None:
         return read(since, None, limit)
     rows: list[Row] = []
     hi: datetime | None = None
-    lo: datetime | None = anchor - FIRST_WINDOW
+    floor = datetime.min.replace(tzinfo=anchor.tzinfo)
+    lo: datetime | None = anchor - first if anchor - floor > first else None
     for step in range(WINDOWS + 1):
         if step == WINDOWS or lo is None or (since is not None and lo <= since):
             lo = since
