@@ -146,7 +146,7 @@ def per_person(rows: Sql, columns: str) -> Sql:
     return (
         Sql(f"SELECT {columns.format(person=dialect.person_of('x.raw'))} FROM (")
         + rows
-        + f") x {dialect.persons_join('x.raw')} GROUP BY ALL"
+        + ") x GROUP BY ALL"
     )
 
 

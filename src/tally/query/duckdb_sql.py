@@ -112,12 +112,14 @@ ACTOR_WITHOUT_PERSONS = "coalesce(e.user_id, e.device_id)"
 
 
 def person_of(actor: str) -> str:
-    """The person of the id ``actor`` (a column), after ``persons_join(actor)``."""
-    return f"coalesce(persons.person, {actor})"
+    """The person of the id ``actor`` (a column): its row in the persons CTE, or itself.
 
-
-def persons_join(actor: str) -> str:
-    return f"LEFT JOIN persons ON persons.id = {actor}"
+    A scalar lookup, not ``LEFT JOIN persons``: DuckDB runs it as a join it never turns around.
+    It estimates the recursive CTE at millions of rows (33,000 links: 1.9M), so it turned the
+    LEFT JOIN into a RIGHT one building its hash table on the 3M distinct (day, id) pairs of
+    daily active users at 10M events, which needed more than 224 MB and at the default 256 MB
+    failed one time in four (``query_too_large``); looked up, it runs in 128 MB and 20% faster."""
+    return f"coalesce((SELECT p.person FROM persons p WHERE p.id = {actor}), {actor})"
 
 
 def seconds_between(earlier: str, later: str) -> str:

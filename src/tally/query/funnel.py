@@ -59,7 +59,7 @@ def funnel_sql(app_id: str, query: FunnelQuery, period: Period, names: list[list
         per_id = per_id + f", list(time) FILTER (WHERE s{i} AND raw IS NOT NULL) AS l{i}"
         per = per + f", flatten(list(x.l{i}) FILTER (WHERE x.l{i} IS NOT NULL)) AS l{i}"
     sql = sql + per_id + " FROM ev GROUP BY raw), "
-    sql = sql + per + " FROM per_id x " + dialect.persons_join("x.raw")
+    sql = sql + per + " FROM per_id x"
     sql = sql + f" GROUP BY {dialect.person_of('x.raw')})"
     steps = Sql("SELECT * FROM per WHERE t0 IS NOT NULL")
     for i in range(1, len(query.steps)):

@@ -51,7 +51,7 @@ def retention_sql(
     )
     sql = sql + (
         f"c AS (SELECT {dialect.person_of('x.raw')} AS actor, min(x.t0) AS t0 FROM c_id x "
-        f"{dialect.persons_join('x.raw')} GROUP BY 1), "
+        "GROUP BY 1), "
     )
     sql = sql + Sql(
         f"rets AS (SELECT raw, {dialect.local_bucket('time', unit)} AS rb, max(time) AS last "
@@ -60,7 +60,7 @@ def retention_sql(
     )
     sql = sql + (
         f"rp AS (SELECT {dialect.person_of('x.raw')} AS actor, x.rb, max(x.last) AS last "
-        f"FROM rets x {dialect.persons_join('x.raw')} GROUP BY ALL), "
+        "FROM rets x GROUP BY ALL), "
     )
     # a return counts from the cohort's first start on: some return in the bucket at or after it
     sql = sql + Sql(
