@@ -1023,13 +1023,14 @@ def machine() -> list[str]:
 
 
 def code_version() -> str:
-    """The commit measured, and whether src/ differed from it (it may change under a run)."""
+    """The code measured: the last commit that changed src/ (a commit of docs or figures during a
+    run is not a change of code), and whether src/ differs from it (it may change under a run)."""
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
         return done.stdout.strip()
 
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    commit = git("log", "-1", "--format=%h", "--", "src") or "unknown"
     diff = git("diff", "HEAD", "--", "src") + git("status", "--porcelain", "--", "src")
     if not diff:
         return commit
