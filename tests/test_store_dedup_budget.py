@@ -142,3 +142,22 @@ def test_many_client_ids_never_exhaust_the_store_memory(data_dir: Path) -> None:
     assert store.count_rows("event_ids") <= index.budget(cur) * SLACK
     cur.close()
     store.close()
+
+
+def test_a_failed_prune_does_not_fail_the_committed_load(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prune runs after the group's commit: if it raised, the loader would take the group
+    as not loaded and store it again (events without ids twice)."""
+    store = DuckDBStore(data_dir)
+    store.migrate()
+
+    def fail(*args: object) -> None:
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+
+    monkeypatch.setattr(store.event_ids, "prune", fail)
+    assert store.commit_group([batch(ev(), ev(id="client"))]) == [AppendResult(2, 0)]
+    monkeypatch.undo()
+    assert store.commit_group([batch(ev(id="client"))]) == [AppendResult(0, 1)]
+    assert store.count_rows("events") == 2
+    store.close()

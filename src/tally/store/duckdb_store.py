@@ -339,7 +339,11 @@ class DuckDBStore:
                 self.on_commit(stored)
             except Exception:  # the live view must never fail a commit
                 log.exception("live stream publish failed")
-        self.event_ids.prune(self._writer, _utcnow())
+        try:
+            self.event_ids.prune(self._writer, _utcnow())
+        except Exception:  # the group is committed: a failure here must not make it load again
+            _rollback(self._writer)
+            log.exception("pruning the dedup index failed; the next load tries again")
         return [
             AppendResult(accepted=int(a), duplicates=int(d))
             for a, d in zip(accepted, duplicates, strict=True)
