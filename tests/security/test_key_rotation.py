@@ -144,10 +144,12 @@ async def test_rotating_through_the_api_keeps_the_old_ones_for_the_overlap(
     assert stored == {"old.key", "new.key"}
 
     end_overlap(services.catalog, app.id)
+    # The resolver remembers app keys and right API credentials for services.resolver.ttl (1 s),
+    # and an edit made straight in the database is not announced: wait it out. (An overlap that
+    # runs its course is known to the cache: the tests at the end of this file.)
+    await asyncio.sleep(services.resolver.ttl + 0.1)
     response = await client.get(settings, auth=old_auth)
     assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_credentials"
-    # Another worker's app-key cache lives services.resolver.ttl (1 s): wait it out.
-    await asyncio.sleep(services.resolver.ttl + 0.1)
     refused = await ingest(client, app.app_key, "late")
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "unknown_app_key"
     assert (await client.get(settings, auth=new_auth)).status_code == 200
@@ -214,3 +216,42 @@ async def test_a_cached_app_record_does_not_outlive_the_overlap(catalog: Catalog
     await asyncio.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.05)
     assert await resolver.by_app_key(app.app_key) is None
     assert (await resolver.by_app_key(rotated.app_key)) is not None
+
+
+async def test_api_credentials_are_remembered_once_right(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right credentials are verified against the catalog once a ttl, wrong ones every time."""
+    new = catalog.create_app("Shop")
+    app = new.app
+    resolver = AppResolver(catalog, ttl=3600, listen=False)
+    assert (await resolver.by_api_credentials(app.api_key, new.api_secret)) == app
+    asked: list[str] = []
+    real = catalog.authenticate_until
+
+    def counted(key: str, secret: str):  # type: ignore[no-untyped-def]
+        asked.append(secret)
+        return real(key, secret)
+
+    monkeypatch.setattr(catalog, "authenticate_until", counted)
+    assert (await resolver.by_api_credentials(app.api_key, new.api_secret)) == app
+    assert asked == []  # remembered
+    assert await resolver.by_api_credentials(app.api_key, "wrong") is None
+    assert await resolver.by_api_credentials(app.api_key, "wrong") is None
+    assert asked == ["wrong", "wrong"]  # never remembered
+    resolver.forget(app.id)  # this process changed the app
+    assert (await resolver.by_api_credentials(app.api_key, new.api_secret)) == app
+    assert asked[-1] == new.api_secret
+
+
+async def test_a_remembered_previous_secret_stops_with_its_overlap(catalog: Catalog) -> None:
+    new = catalog.create_app("Shop")
+    app = new.app
+    resolver = AppResolver(catalog, ttl=3600, listen=False)
+    rotated = catalog.rotate_secret(app.id, overlap=timedelta(seconds=1))
+    assert (await resolver.by_api_credentials(app.api_key, new.api_secret)) is not None
+    until = rotated.app.previous_secret_until
+    assert until is not None
+    await asyncio.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.05)
+    assert await resolver.by_api_credentials(app.api_key, new.api_secret) is None
+    assert (await resolver.by_api_credentials(app.api_key, rotated.api_secret)) is not None

@@ -262,6 +262,18 @@ class Catalog:
         verified = self._verified(api_key, api_secret)
         return None if verified is None else _app(verified[0])
 
+    def authenticate_until(
+        self, api_key: str, api_secret: str
+    ) -> tuple[App, datetime | None] | None:
+        """``authenticate``, and until when the credentials hold: None for the current secret,
+        the end of the rotation's overlap for the previous one (for callers that cache)."""
+        verified = self._verified(api_key, api_secret)
+        if verified is None:
+            return None
+        row, matched = verified
+        app = _app(row)
+        return app, (None if matched == row.api_secret_hash else app.previous_secret_until)
+
     def issue_workspace_token(self, api_key: str, api_secret: str) -> str | None:
         """A workspace JWT for these credentials (Synerise's login), or None if they are wrong.
         Made with the previous secret, it stops working when that secret does."""
