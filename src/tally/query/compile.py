@@ -97,7 +97,7 @@ class Scope:
     filters: Sequence[Filter]
     persons: bool
     """Resolve linked ids to people (needed to count people): the queries count per id first and
-    join the ids to the persons CTE (``prefix``) after, never event by event."""
+    look up the person of each id (the persons CTE, ``prefix``) after, never event by event."""
 
     def prefix(self) -> Sql:
         if not self.persons:
@@ -141,8 +141,8 @@ def distinct_ids(scope: Scope, keys: Sql) -> Sql:
 
 
 def per_person(rows: Sql, columns: str) -> Sql:
-    """``columns`` over ``rows`` (aliased ``x``) joined to the person of each ``x.raw`` id
-    (``person``); needs the persons CTE (``Scope.prefix``)."""
+    """``columns`` over ``rows`` (aliased ``x``), ``{person}`` standing for the person of each
+    ``x.raw`` id (``person_of``); needs the persons CTE (``Scope.prefix``)."""
     return (
         Sql(f"SELECT {columns.format(person=dialect.person_of('x.raw'))} FROM (")
         + rows

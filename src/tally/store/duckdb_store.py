@@ -197,7 +197,6 @@ class DuckDBStore:
         """``dedup_max_ids``: client ids the dedup index holds at most (0: as many as a quarter
         of the memory limit holds, ``store.event_ids``)."""
         self.path = data_dir / self.FILE_NAME
-        self.dedup_window = dedup_window
         limit = memory_limit or os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY_LIMIT
         self.memory_limit = limit
         try:

@@ -83,6 +83,6 @@ def newest_first(
             break
         hi = lo
         span = next_span(anchor - hi, len(rows), limit - len(rows))
-        room = (hi - datetime.min.replace(tzinfo=hi.tzinfo)).total_seconds()
+        room = (hi - floor).total_seconds()
         lo = hi - timedelta(seconds=span) if span < room else None
     return rows
