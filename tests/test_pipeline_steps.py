@@ -201,3 +201,28 @@ def test_a_step_that_drops_stops_the_event(ctx: RequestContext) -> None:
 
     result = Pipeline([first, second]).run([event()], ctx)
     assert seen == ["first"] and not result.accepted and result.rejected[0].code == "invalid_name"
+
+
+def test_a_batch_gets_distinct_server_ids_made_at_once(ctx: RequestContext) -> None:
+    events = [event(index=i) for i in range(50)]
+    events[7].id = "client-7"
+    result = Pipeline(DEFAULT_STEPS).run(events, ctx)
+    ids = [e.id for e in result.accepted]
+    assert len(set(ids)) == 50 and ids[7] == "client-7"
+    made = [e for e in result.accepted if not e.client_id]
+    assert len(made) == 49 and all(e.id and e.id[14] == "7" for e in made)
+    # a second run on the same request context draws new ones, never the first run's
+    again = Pipeline(DEFAULT_STEPS).run([event(index=0), event(index=1)], ctx)
+    assert not {e.id for e in again.accepted} & set(ids)
+
+
+def test_names_judged_once_per_request_still_answer_every_event(ctx: RequestContext) -> None:
+    events = [event(index=i, name=name) for i, name in enumerate(["ok", "", "x" * 300, "", "ok"])]
+    result = Pipeline(DEFAULT_STEPS).run(events, ctx)
+    assert [e.index for e in result.accepted] == [0, 4]
+    assert [(r.index, r.code) for r in result.rejected] == [
+        (1, "missing_name"),
+        (2, "invalid_name"),
+        (3, "missing_name"),
+    ]
+    assert [f.event_index for f in result.failed] == [1, 2, 3]

@@ -9,15 +9,32 @@ import time
 
 _VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
 _LOW_62 = (1 << 62) - 1
+_VARIANT_NIBBLE = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+"""A random hex digit made into the nibble holding the RFC 9562 variant bits (``10``)."""
+
+
+def uuid7s(count: int) -> list[str]:
+    """``count`` time-ordered UUIDs (RFC 9562 version 7) as strings; server-made event ids.
+
+    48 bits of Unix milliseconds (shared: one request's ids are made at once), the version, then
+    74 random bits. Made ``count`` at a time from one draw of random bytes, because it is on the
+    ingest hot path: ~0.5 µs an id against ~1.1 µs for one at a time. The random bits come from
+    ``random`` (seeded from the OS in every process, reseeded after a fork): an id must be unique,
+    not secret, and ``os.urandom`` costs a system call."""
+    head = f"{time.time_ns() // 1_000_000:012x}"
+    prefix = f"{head[:8]}-{head[8:]}-7"
+    text = random.randbytes(10 * count).hex()  # 20 random hex digits an id, 19 used
+    variant = _VARIANT_NIBBLE
+    return [
+        f"{prefix}{text[i : i + 3]}-{variant[text[i + 3]]}{text[i + 4 : i + 7]}-"
+        f"{text[i + 7 : i + 19]}"
+        for i in range(0, 20 * count, 20)
+    ]
 
 
 def uuid7() -> str:
-    """A time-ordered UUID (RFC 9562 version 7) as a string; server-made event ids use it.
-
-    48 bits of Unix milliseconds, then the version, 12 random bits, the variant and 62 random
-    bits, formatted by hand (one per event, so it is on the ingest hot path). The random bits come
-    from ``random`` (seeded from the OS in every process, reseeded after a fork): an id must be
-    unique, not secret, and ``os.urandom`` costs a system call per id."""
+    """One time-ordered UUID, the same as ``uuid7s`` makes (~1.1 µs, where ``uuid7s(1)`` costs
+    2): the 74 random bits drawn as an integer, the 128 bits formatted at once."""
     bits = random.getrandbits(74)
     value = (
         (time.time_ns() // 1_000_000) << 80
@@ -25,7 +42,7 @@ def uuid7() -> str:
         | (bits >> 62) << 64
         | (bits & _LOW_62)
     )
-    text = value.to_bytes(16, "big").hex()  # ~0.3 µs faster than format(value, "032x")
+    text = value.to_bytes(16, "big").hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 

@@ -17,7 +17,7 @@ class Mismatch(Exception):
     """The value does not have the type and cannot be converted to it without loss."""
 
 
-_EXACT_TYPES: dict[type, PropertyType] = {
+EXACT_TYPES: dict[type, PropertyType] = {
     str: PropertyType.STRING,
     int: PropertyType.NUMBER,
     float: PropertyType.NUMBER,
@@ -30,7 +30,7 @@ _EXACT_TYPES: dict[type, PropertyType] = {
 
 def type_of(value: Any) -> PropertyType | None:
     """The type a first-seen value gets (None for null: wait for a value)."""
-    exact = _EXACT_TYPES.get(type(value))
+    exact = EXACT_TYPES.get(type(value))
     if exact is not None:
         return exact
     if value is None:

@@ -9,6 +9,7 @@ import msgspec
 
 from tally.catalog.definitions import PropertyType
 from tally.catalog.models import App
+from tally.ids import uuid7s
 from tally.limits import Limits
 from tally.model import Access
 from tally.pipeline.app_rules import AppRules
@@ -38,6 +39,22 @@ class RequestContext(msgspec.Struct, kw_only=True):
     counted: dict[Any, int] = msgspec.field(default_factory=dict)
     """Per-protocol counters (``tally.metrics``) the steps bumped for this request's events, added
     to the metrics once when the run ends: a metric update costs 1-2 µs, too much per event."""
+
+    name_verdicts: dict[str, Any] = msgspec.field(default_factory=dict)
+    """``check_name``'s verdict on each name this request sent (names repeat in a batch)."""
+    ids_wanted: int = 1
+    """How many events the pipeline is running: the most server-made ids it can need."""
+    spare_ids: list[str] = msgspec.field(default_factory=list)
+    """Server-made ids made for this request and not given out yet."""
+
+    def new_event_id(self) -> str:
+        """A server-made event id. The first asks for as many as the run has events, made at once
+        (half the cost of one at a time); a batch of client ids makes none."""
+        spare = self.spare_ids
+        if not spare:
+            spare.extend(uuid7s(max(self.ids_wanted, 1)))
+            self.ids_wanted = 1
+        return spare.pop()
 
     def count(self, metric: Any) -> None:
         """One more for ``metric`` (a Counter labelled by protocol)."""

@@ -14,9 +14,11 @@ from typing import Final
 from tally import metrics
 from tally.catalog.definitions import RESERVED_EVENTS, OnMismatch, Permission, render_label
 from tally.model import Access, Drop, DropReason, Event
-from tally.pipeline.coerce import Mismatch, coerce, conforms, type_of
+from tally.pipeline.coerce import EXACT_TYPES, Mismatch, coerce, conforms, type_of
 from tally.pipeline.context import RequestContext
 from tally.pipeline.runner import needed_when
+
+exact_type = EXACT_TYPES.get
 
 ALLOWED_BY: Final = {
     Access.ANONYMOUS: frozenset({Permission.ANONYMOUS}),
@@ -81,8 +83,8 @@ def check_definition(event: Event, ctx: RequestContext) -> Event | Drop:
             if strict:
                 undefined.append(key)
             continue
-        if conforms(value, prop.type):
-            continue
+        if exact_type(type(value)) is prop.type or conforms(value, prop.type):
+            continue  # the first test settles most values without a call
         if prop.on_mismatch is OnMismatch.REJECT:
             return Drop(
                 DropReason.INVALID_PROPERTY,
@@ -113,9 +115,12 @@ def note_first_seen(event: Event, ctx: RequestContext) -> Event | Drop:
         return event
     rules = ctx.rules
     defined = rules.properties.get(name)
+    properties = event.properties
+    if defined is not None and defined.keys() >= properties.keys():
+        return event  # most events: defined, with no property that is not
     new = defined is None and not rules.reported(name)
     noted = ctx.first_seen.get(name)
-    for key, value in event.properties.items():
+    for key, value in properties.items():
         if (defined is not None and key in defined) or rules.reported(name, key):
             continue
         kind = type_of(value)

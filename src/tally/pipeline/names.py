@@ -44,8 +44,33 @@ def name_rule(ctx: RequestContext) -> NameRule:
     return RULE_BY_PROTOCOL.get(ctx.protocol, NameRule.ANY)
 
 
+_WARN: Final = "warn"
+"""A name verdict: stored, but counted as off the context.action convention."""
+
+
 def check_name(event: Event, ctx: RequestContext) -> Event | Drop:
     name = event.name
+    if type(name) is str and not event.internal:
+        # A request's events mostly share a few names: each is judged once per request.
+        verdicts = ctx.name_verdicts
+        verdict = verdicts.get(name, _UNJUDGED)
+        if verdict is _UNJUDGED:
+            verdict = verdicts[name] = _judge(name, internal=False, ctx=ctx)
+    else:
+        verdict = _judge(name, internal=event.internal, ctx=ctx)
+    if verdict is None:
+        return event
+    if verdict is _WARN:
+        ctx.count(metrics.NAME_CONVENTION_WARNINGS)
+        return event
+    return verdict
+
+
+_UNJUDGED: Final = object()
+
+
+def _judge(name: object, *, internal: bool, ctx: RequestContext) -> Drop | str | None:
+    """None for a name that passes, ``_WARN``, or the ``Drop``."""
     if name is None or (isinstance(name, str) and not name.strip()):
         return Drop(DropReason.MISSING_NAME, "event name is missing or empty")
     if not isinstance(name, str):
@@ -59,9 +84,9 @@ def check_name(event: Event, ctx: RequestContext) -> Event | Drop:
             DropReason.INVALID_NAME,
             f"event name is {len(name)} characters; at most {rule.longest} are allowed",
         )
-    if event.internal:
+    if internal:
         # SDK bookkeeping events ([CLY]_view...) follow the SDK's naming, not the app's rule.
-        return event
+        return None
     if rule.pattern is not None and not rule.pattern.fullmatch(name):
         return Drop(DropReason.INVALID_NAME, f"event name {name!r} must be {rule.says}")
     if kind is NameRule.SYNERISE and not CONVENTION.fullmatch(name):
@@ -73,8 +98,8 @@ def check_name(event: Event, ctx: RequestContext) -> Event | Drop:
                 "(for example page.visit)",
             )
         if convention is Convention.WARN:
-            ctx.count(metrics.NAME_CONVENTION_WARNINGS)
-    return event
+            return _WARN
+    return None
 
 
 @needed_when(lambda ctx: bool(ctx.rules.aliases))

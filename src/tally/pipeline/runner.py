@@ -107,6 +107,7 @@ class Pipeline:
         for event, verdict in decode_errors:
             drop(event, verdict, replayable=False)
         steps = self.steps_for(ctx)
+        ctx.ids_wanted = len(events)
         for event in events:
             result: Event | Drop | Discard = event
             for step in steps:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from tally.ids import uuid7
 from tally.limits import Limits
 from tally.model import MAX_COUNT, Drop, DropReason, Event
 from tally.pipeline.context import RequestContext
@@ -54,6 +53,12 @@ def resolve_time(event: Event, ctx: RequestContext) -> Event | Drop:
 def check_measures(event: Event, ctx: RequestContext) -> Event | Drop:
     """count defaults to 1 and is a whole number >= 1; sum and dur are finite, dur not negative."""
     count = event.count
+    if event.sum is None and event.dur is None:  # most events: the checks below in short
+        if count is None:
+            event.count = 1
+            return event
+        if type(count) is int and 1 <= count <= MAX_COUNT:
+            return event
     if count is None:
         event.count = 1
     elif isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
@@ -107,13 +112,20 @@ def limit_values(event: Event, ctx: RequestContext) -> Event | Drop:
             DropReason.INVALID_NAME,
             f"event name is {len(name)} characters; the limit is {limits.max_name_length}",
         )
-    for field, what in _USER_FIELDS:
-        value = getattr(event, field)
-        if isinstance(value, str) and len(value) > limits.max_user_id_length:
-            return Drop(
-                DropReason.VALUE_TOO_LONG,
-                f"{what} is {len(value)} characters; the limit is {limits.max_user_id_length}",
-            )
+    longest = limits.max_user_id_length
+    user_id, device_id, session_id = event.user_id, event.device_id, event.session_id
+    if (
+        (isinstance(user_id, str) and len(user_id) > longest)
+        or (isinstance(device_id, str) and len(device_id) > longest)
+        or (isinstance(session_id, str) and len(session_id) > longest)
+    ):
+        for field, what in _USER_FIELDS:
+            value = getattr(event, field)
+            if isinstance(value, str) and len(value) > longest:
+                return Drop(
+                    DropReason.VALUE_TOO_LONG,
+                    f"{what} is {len(value)} characters; the limit is {longest}",
+                )
     if event.properties:
         return _check_nested(event.properties, limits, 0, "") or event
     return event
@@ -171,7 +183,7 @@ def enrich_context(event: Event, ctx: RequestContext) -> Event | Drop:
 def assign_id(event: Event, ctx: RequestContext) -> Event | Drop:
     """Keep a client-supplied id (so retries deduplicate) or make a time-ordered one."""
     if event.id is None:
-        event.id = uuid7()
+        event.id = ctx.new_event_id()
         event.client_id = False
         return event
     if not event.id or len(event.id) > ctx.limits.max_id_length:
