@@ -132,9 +132,10 @@ def workspace_token_app(token: str) -> str:
     return subject
 
 
-def verify_workspace_token(token: str, secret_hash: str) -> None:
+def verify_workspace_token(token: str, secret_hash: str) -> datetime:
+    """Check the token against the secret's hash; returns when it expires."""
     try:
-        jwt.decode(
+        claims = jwt.decode(
             token,
             _workspace_key(secret_hash),
             algorithms=["HS256"],
@@ -143,3 +144,4 @@ def verify_workspace_token(token: str, secret_hash: str) -> None:
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(f"the token is not valid: {exc}") from None
+    return datetime.fromtimestamp(claims["exp"], UTC)

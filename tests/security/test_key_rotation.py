@@ -12,16 +12,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from security_support import events_of, log_in, tally_cli
 
+from tally import tokens
 from tally.catalog import Catalog, NewApp, sqlite_url
 from tally.catalog.schema import apps
 from tally.cli import main
 from tally.http.apps import AppResolver
 from tally.http.services import Services
+from tally.tokens import WORKSPACE_LIFETIME
 
 HOUR = timedelta(hours=1)
+SECOND = timedelta(seconds=1)
 
 
 def end_overlap(catalog: Catalog, app_id: str) -> None:
@@ -255,3 +259,62 @@ async def test_a_remembered_previous_secret_stops_with_its_overlap(catalog: Cata
     await asyncio.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.05)
     assert await resolver.by_api_credentials(app.api_key, new.api_secret) is None
     assert (await resolver.by_api_credentials(app.api_key, rotated.api_secret)) is not None
+
+
+async def test_workspace_tokens_are_remembered_until_they_expire(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Synerise workspace JWT is checked against the catalog once a ttl, a wrong one every
+    time, and a remembered one no longer than it is valid."""
+    new = catalog.create_app("Shop")
+    app = new.app
+    resolver = AppResolver(catalog, ttl=3600, listen=False)
+    token = catalog.issue_workspace_token(app.api_key, new.api_secret)
+    assert token is not None
+    assert (await resolver.by_workspace_token(token)) == app
+    asked: list[str] = []
+    real = catalog.workspace_token_until
+
+    def counted(text: str):  # type: ignore[no-untyped-def]
+        asked.append(text)
+        return real(text)
+
+    monkeypatch.setattr(catalog, "workspace_token_until", counted)
+    assert (await resolver.by_workspace_token(token)) == app
+    assert asked == []  # remembered
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert await resolver.by_workspace_token(forged) is None
+    assert await resolver.by_workspace_token(forged) is None
+    assert asked == [forged, forged]  # never remembered
+
+    expiring = tokens.issue_workspace_token(
+        app, _secret_hash(catalog, app.id), now=datetime.now(UTC) - WORKSPACE_LIFETIME + SECOND
+    )
+    assert (await resolver.by_workspace_token(expiring)) == app
+    await asyncio.sleep(1.05)
+    assert await resolver.by_workspace_token(expiring) is None  # expired while remembered
+
+
+async def test_a_remembered_token_of_the_previous_secret_stops_with_its_overlap(
+    catalog: Catalog,
+) -> None:
+    new = catalog.create_app("Shop")
+    app = new.app
+    resolver = AppResolver(catalog, ttl=3600, listen=False)
+    token = catalog.issue_workspace_token(app.api_key, new.api_secret)
+    assert token is not None
+    rotated = catalog.rotate_secret(app.id, overlap=timedelta(seconds=1))
+    assert (await resolver.by_workspace_token(token)) is not None
+    until = rotated.app.previous_secret_until
+    assert until is not None
+    await asyncio.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.05)
+    assert await resolver.by_workspace_token(token) is None
+    fresh = catalog.issue_workspace_token(app.api_key, rotated.api_secret)
+    assert fresh is not None and (await resolver.by_workspace_token(fresh)) is not None
+
+
+def _secret_hash(catalog: Catalog, app_id: str) -> str:
+    with catalog.engine.connect() as conn:
+        return conn.execute(
+            sa.select(apps.c.api_secret_hash).where(apps.c.id == app_id)
+        ).scalar_one()

@@ -284,19 +284,28 @@ class Catalog:
         return tokens.issue_workspace_token(_app(row), secret_hash)
 
     def app_by_workspace_token(self, token: str) -> App | None:
+        found = self.workspace_token_until(token)
+        return None if found is None else found[0]
+
+    def workspace_token_until(self, token: str) -> tuple[App, datetime] | None:
+        """The app of a workspace token, and until when the token holds: its expiry, or the end
+        of the rotation's overlap if the previous secret made it (for callers that cache)."""
         try:
             row = self._one(apps.c.id, tokens.workspace_token_app(token))
         except tokens.InvalidToken:
             return None
         if row is None:
             return None
-        hashes = [row.api_secret_hash, _previous_secret_hash(row, datetime.now(UTC))]
-        for secret_hash in filter(None, hashes):
+        previous = _previous_secret_hash(row, datetime.now(UTC))
+        for secret_hash in filter(None, [row.api_secret_hash, previous]):
             try:
-                tokens.verify_workspace_token(token, secret_hash)
+                expires = tokens.verify_workspace_token(token, secret_hash)
             except tokens.InvalidToken:
                 continue
-            return _app(row)
+            app = _app(row)
+            if secret_hash != row.api_secret_hash and app.previous_secret_until is not None:
+                expires = min(expires, app.previous_secret_until)
+            return app, expires
         return None
 
     def ping(self) -> None:

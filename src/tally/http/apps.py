@@ -145,19 +145,38 @@ class AppResolver:
         """The app of these API credentials, remembered like app keys (a ttl, forgotten on a
         change) once they were right: every request with server credentials (EngageLab,
         Synerise, the read API) otherwise read the catalog, 22% of a worker's time under
-        EngageLab batches. Remembered under a keyed digest of the secret, never the secret; a
-        previous secret only until its overlap ends. Wrong credentials are not remembered."""
+        EngageLab batches. A previous secret is remembered only until its overlap ends."""
+        entry = (key, self._digest(secret))
+        return await self._remembered(entry, self.catalog.authenticate_until, key, secret)
+
+    async def by_workspace_token(self, token: str) -> App | None:
+        """The app of a Synerise workspace JWT, remembered like API credentials, until the token
+        expires (or the overlap of the secret that made it ends)."""
+        entry = ("", self._digest(token))  # no API key is empty: apart from credentials
+        return await self._remembered(entry, self.catalog.workspace_token_until, token)
+
+    def _digest(self, secret: str) -> bytes:
+        """What a secret is remembered under: a keyed digest, never the secret itself."""
+        return hmac.new(self._digest_key, secret.encode(), "sha256").digest()
+
+    async def _remembered(
+        self,
+        entry: tuple[str, bytes],
+        read: Callable[..., tuple[App, datetime | None] | None],
+        *args: str,
+    ) -> App | None:
+        """The app ``read(*args)`` finds (with until when the finding holds), remembered under
+        ``entry`` for a ttl once found; what is not found is never remembered."""
         self._ensure_listening()
         now = time.monotonic()
-        entry = (key, hmac.new(self._digest_key, secret.encode(), "sha256").digest())
         hit = self._by_credentials.get(entry)
         if hit is not None and hit[2] is not None and utc_now() >= hit[2]:
-            self._by_credentials.pop(entry, None)  # a previous secret whose overlap ended
+            self._by_credentials.pop(entry, None)  # past its overlap or expiry
             hit = None
         if hit is not None and hit[0] + self.current_ttl > now:
             return hit[1]
         try:
-            found = await read_catalog(self.catalog.authenticate_until, key, secret)
+            found = await read_catalog(read, *args)
         except CatalogUnavailable:
             if hit is None:
                 raise
@@ -175,7 +194,7 @@ class AppResolver:
         if isinstance(credentials, AppKey):
             return await self.by_app_key(credentials.key)
         if isinstance(credentials, BearerToken):
-            return await read_catalog(self.catalog.app_by_workspace_token, credentials.token)
+            return await self.by_workspace_token(credentials.token)
         assert isinstance(credentials, ApiCredentials)
         return await self.by_api_credentials(credentials.key, credentials.secret)
 
