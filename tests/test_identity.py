@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
+import duckdb
 import httpx
+import pytest
 
 from tally.catalog import NewApp
 from tally.http.services import Services
 from tally.ids import uuid7
 from tally.model import LINK_EVENT, LINK_PREVIOUS, Event
 from tally.sink import AppendBatch
+from tally.store.columns import events_table
 from tally.store.duckdb_store import DuckDBStore
+from tally.store.known_links import KnownLinks
 from tally.store.query import EventQuery
 from tally.store.rows import event_rows
 
@@ -237,3 +241,83 @@ async def test_countly_old_device_id_merges_devices(
     [link] = [e for e in events if e["name"] == LINK_EVENT]
     assert link["internal"] is True and link["properties"] == {LINK_PREVIOUS: "temp-device"}
     assert link["device_id"] == "real-device"
+
+
+def _load(db: DuckDBStore, *events: Event) -> None:
+    db.commit_group([AppendBatch(events=event_rows(APP, list(events)))])
+
+
+def _stated(*events: Event) -> frozenset[int] | None:
+    return KnownLinks.stated(events_table(event_rows(APP, list(events))))
+
+
+def test_links_known_to_the_store_are_not_searched_for_again(data_dir) -> None:  # type: ignore[no-untyped-def]
+    """A load that only restates stored links skips the search of identity_links; one new link
+    among known ones is still stored, and so is a link event's."""
+    db = DuckDBStore(data_dir)
+    db.migrate()
+    _load(db, ev("login", device_id="laptop", user_id="alice"))
+    restated = KnownLinks.stated(
+        events_table(event_rows(APP, [ev("x", device_id="laptop", user_id="alice")]))
+    )
+    assert restated and db.known_links.all_known(restated)
+    _load(
+        db,
+        ev("page", device_id="laptop", user_id="alice"),
+        ev("page", device_id="phone", user_id="alice"),
+        ev("anonymous", device_id="tablet"),
+    )
+    assert links(db) == {("laptop", "alice"), ("phone", "alice")}
+    _load(db, ev(LINK_EVENT, device_id="phone", internal=True, properties={LINK_PREVIOUS: "old"}))
+    assert ("old", "phone") in links(db)
+    assert _count_links(db) == 3
+    db.close()
+
+
+def test_links_deleted_with_a_person_are_stored_again_when_restated(data_dir) -> None:  # type: ignore[no-untyped-def]
+    db = DuckDBStore(data_dir)
+    db.migrate()
+    _load(db, ev("login", device_id="laptop", user_id="alice"))
+    db.delete_person(APP, "alice")
+    assert links(db) == set()
+    _load(db, ev("login", device_id="laptop", user_id="alice"))
+    assert links(db) == {("laptop", "alice")}
+    db.close()
+
+
+def test_a_failed_load_leaves_its_links_unknown(data_dir) -> None:  # type: ignore[no-untyped-def]
+    db = DuckDBStore(data_dir)
+    db.migrate()
+    db.conn.execute("ALTER TABLE identity_links RENAME TO identity_links_away")
+    with pytest.raises(duckdb.Error):
+        _load(db, ev("login", device_id="laptop", user_id="alice"))
+    db.conn.execute("ALTER TABLE identity_links_away RENAME TO identity_links")
+    _load(db, ev("login", device_id="laptop", user_id="alice"))
+    assert links(db) == {("laptop", "alice")}
+    db.close()
+
+
+def test_stated_links_are_the_device_to_customer_pairs() -> None:
+    def stated(*events: Event) -> frozenset[int] | None:
+        return KnownLinks.stated(events_table(event_rows(APP, list(events))))
+
+    assert (
+        stated(ev("a", device_id="d"), ev("b", user_id="u"), ev("c", device_id="x", user_id="x"))
+        == frozenset()
+    )
+    pair = stated(ev("a", device_id="d", user_id="u"))
+    assert pair and len(pair) == 1
+    assert stated(ev("a", device_id="d", user_id="u"), ev("b", device_id="d", user_id="u")) == pair
+    assert stated(ev("a", device_id="du", user_id="")) != stated(
+        ev("a", device_id="d", user_id="u")
+    )
+    assert stated(ev(LINK_EVENT, device_id="d", internal=True)) is None  # always searched
+    known = KnownLinks(most=2)
+    assert not known.all_known(pair) and not known.all_known(None)
+    known.stored(pair)
+    assert known.all_known(pair)
+    known.stored(stated(ev("a", device_id="e", user_id="u"), ev("a", device_id="f", user_id="u")))
+    assert not known.all_known(pair)  # more than most: started over
+    known.stored(pair)
+    known.forget()
+    assert not known.all_known(pair)
