@@ -87,6 +87,11 @@ DEDUP_IDS_FORGOTTEN = Counter(
     "Client event ids the embedded store's dedup index forgot before their window ended, to stay "
     "within its budget (TALLY_DEDUP_MAX_IDS): a retry of one of them is stored again.",
 )
+STORE_REOPENED = Counter(
+    "tally_store_reopened_total",
+    "Times the embedded store opened its DuckDB file again after DuckDB invalidated it (a "
+    "checkpoint that failed for lack of memory or disk).",
+)
 REQUEST_EVENTS = Histogram(
     "tally_ingest_request_events",
     "Events per ingest request (batch size), by protocol.",

@@ -17,6 +17,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
+from tally import metrics
 from tally.ids import uuid7
 from tally.migrations import pending
 from tally.model import LINK_EVENT, LINK_PREVIOUS
@@ -198,19 +199,49 @@ class DuckDBStore:
         self.path = data_dir / self.FILE_NAME
         limit = memory_limit or os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY_LIMIT
         self.memory_limit = limit
+        self.conn = self._connect()
+        self._writer = self.conn.cursor()
+        self._lock = threading.Lock()
+        self._reopen_failed = False
+        self.event_ids = EventIds(dedup_window, dedup_max_ids)
+        self.known_links = KnownLinks()
+        self.on_commit: Callable[[pa.Table], None] | None = None
+        """Told what each commit stored (the live stream), after the commit."""
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        limit = self.memory_limit
         try:
-            self.conn = duckdb.connect(
+            return duckdb.connect(
                 str(self.path),
                 config={"memory_limit": limit, "checkpoint_threshold": CHECKPOINT_THRESHOLD},
             )
         except (duckdb.InvalidInputException, duckdb.ParserException) as exc:
             raise ValueError(f"{MEMORY_ENV}={limit!r} is not a memory size: {exc}") from None
-        self._writer = self.conn.cursor()
-        self._lock = threading.Lock()
-        self.event_ids = EventIds(dedup_window, dedup_max_ids)
-        self.known_links = KnownLinks()
-        self.on_commit: Callable[[pa.Table], None] | None = None
-        """Told what each commit stored (the live stream), after the commit."""
+
+    def invalidated(self, error: duckdb.Error) -> bool:
+        """Whether ``error`` means the file must be opened again: DuckDB invalidated it, or an
+        attempt to open it again failed."""
+        return isinstance(error, duckdb.FatalException) or self._reopen_failed
+
+    def reopen_after(self, error: duckdb.Error, broken: duckdb.DuckDBPyConnection) -> None:
+        """Open the file again after DuckDB invalidated the connection ``broken`` (a checkpoint
+        that failed for lack of memory or disk): until then every statement fails with "the
+        database must be restarted". Opening replays DuckDB's log, so what was committed stays;
+        a transaction that was not is gone (the journal still holds its events). A no-op when
+        another thread reopened it already."""
+        with self._lock:
+            if self.conn is not broken:
+                return
+            log.error("DuckDB failed and invalidated the store; opening it again: %s", error)
+            with contextlib.suppress(duckdb.Error):
+                self.conn.close()
+            self._reopen_failed = True  # until it opens: the closed connection fails every call
+            self.conn = self._connect()
+            self._reopen_failed = False
+            self._writer = self.conn.cursor()
+            self.event_ids.forget_counts()
+            self.known_links.forget()
+            metrics.STORE_REOPENED.inc()
 
     # schema
 
@@ -263,8 +294,28 @@ class DuckDBStore:
         A client-supplied id is stored once: the first occurrence in the group wins, and an id
         already in ``event_ids`` (within the dedup window) counts as a duplicate. ``position``:
         the journal record these batches end with, recorded in the same transaction.
+
+        If DuckDB has invalidated the file, it is opened again (``reopen_after``); with a
+        ``position``, a group that committed before the failure is not stored again and one
+        that did not is tried once more.
         """
-        with self._lock:
+        conn = self.conn
+        try:
+            with self._lock:
+                return self._commit_group(batches, position)
+        except duckdb.Error as error:
+            if not self.invalidated(error):
+                raise
+            self.reopen_after(error, conn)
+            if position is None:
+                raise  # whether the group committed cannot be told: the caller decides
+        if self.journal_position() >= position:
+            # The group committed; what failed and invalidated the store came after (DuckDB's
+            # automatic checkpoint, or another writer's): do not store it twice. (Its events
+            # count as accepted: which were duplicates is not known any more.)
+            log.warning("the load up to journal record %d was stored before the failure", position)
+            return [AppendResult(accepted=len(batch.events), duplicates=0) for batch in batches]
+        with self._lock:  # it did not: once more, on the file opened again
             return self._commit_group(batches, position)
 
     def journal_position(self) -> int:

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import duckdb
 import pyarrow as pa
 
 from tally.sink import AppendBatch, AppendResult, StoreUnavailable
@@ -168,12 +169,26 @@ class EmbeddedStore:
     async def _read(self, function: Callable[..., T], *args: Any) -> T:
         await self.caught_up()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, function, *args)
+        return await loop.run_in_executor(self._readers, self._reopening, True, function, *args)
 
     async def _change(self, function: Callable[..., T], *args: Any) -> T:
         await self.caught_up(strict=True)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, function, *args)
+        return await loop.run_in_executor(self._readers, self._reopening, False, function, *args)
+
+    def _reopening(self, retry: bool, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)``; if DuckDB has invalidated the store, it is opened again (else every
+        later call fails too) and a read is tried once more; a change is not (it may be done)."""
+        conn = self.db.conn
+        try:
+            return function(*args)
+        except duckdb.Error as error:
+            if not self.db.invalidated(error):
+                raise
+            self.db.reopen_after(error, conn)
+            if not retry:
+                raise
+        return function(*args)
 
     async def fetch_failed(self, query: FailedQuery) -> list[FailedRecord]:
         return await self._read(self.db.fetch_failed, query)

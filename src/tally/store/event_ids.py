@@ -106,6 +106,10 @@ class EventIds:
         keep[np.asarray(new_seqs, dtype=np.int64)] = True
         return keep
 
+    def forget_counts(self) -> None:
+        """Count the index again when next needed (the store was opened again)."""
+        self._held = None
+
     def prune(self, cur: duckdb.DuckDBPyConnection, now: datetime) -> None:
         """Forget ids past the window (at most once per ``PRUNE_EVERY``) and, when the index
         holds more than its budget allows, the oldest ids beyond it. Outside any transaction."""
