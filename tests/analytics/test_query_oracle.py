@@ -432,6 +432,22 @@ USERS = {
         **SPRING_WEEKS,
         "filters": [{"field": "properties.plan", "op": "eq", "value": "pro"}],
     },
+    # ``users_rows`` marks up to 128 buckets per id in one scan; longer periods take two scans
+    "128-days-warsaw-one-scan": {  # the last bucket (the mask's top bit) has people
+        "kind": "users",
+        "from": "2025-11-30",
+        "to": "2026-04-07",
+        "tz": WARSAW,
+        "interval": "day",
+    },
+    "150-days-warsaw-two-scans": {
+        "kind": "users",
+        "from": "2026-01-01",
+        "to": "2026-05-31",
+        "tz": WARSAW,
+        "interval": "day",
+        "filters": [{"field": "os", "op": "in", "value": ["iOS", "Android"]}],
+    },
     "month-utc-mobile": {
         "kind": "users",
         "from": "2026-01-01",
