@@ -196,7 +196,7 @@ TRENDS = {
         {"from": "2026-10-24", "to": "2026-10-27", "tz": WARSAW, "interval": "hour"},
     ),
     "hour-kolkata": trends(
-        [ev("page.visit"), ev("purchase", "sum")],
+        [ev("page.visit"), ev("purchase", "sum"), ev("page.visit", "users")],
         {"from": "2026-03-28", "to": "2026-03-30", "tz": KOLKATA, "interval": "hour"},
     ),
     "hour-kolkata-utc-bounds": trends(

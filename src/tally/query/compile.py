@@ -158,6 +158,8 @@ def series_rows(scope: Scope, breakdown: str | None, columns: Sequence[str]) -> 
     ``columns`` (a subset of ``c s d u``: counting distinct people costs far more than sums, so
     a measure asks for what it needs; with ``persons``, people only). Columns: b, v, c, s, d, u."""
     value = field_text(breakdown) if breakdown else Sql("NULL")
+    if scope.persons and len(scope.period.buckets()) <= MASK_BUCKETS:
+        return scope.prefix() + keyed(people_by_bucket(scope, value), "v, c, s, d, u")
     if scope.persons:
         ids = distinct_ids(scope, bucket(scope.period) + " AS b, " + value + " AS v")
         people = per_person(
@@ -257,53 +259,97 @@ def users_rows(scope: Scope) -> Sql:
     return sql
 
 
+def people_by_bucket(scope: Scope, value: Sql) -> Sql:
+    """People per bucket and ``value`` (columns b, v, c, s, d, u with only u counted), from
+    one mask of active buckets per (value, id), OR-ed per person (see ``users_rows``)."""
+    period = scope.period
+    ids = (
+        Sql("SELECT ")
+        + value
+        + f" AS v, {dialect.ACTOR_WITHOUT_PERSONS} AS raw, bit_or("
+        + _bucket_bit(period)
+        + ") AS mask"
+        + scope.source()
+        + " GROUP BY ALL"
+    )
+    people = per_person(ids, "x.v AS v, {person} AS actor, bit_or(x.mask) AS mask")
+    return (
+        Sql("SELECT ")
+        + _bucket_start(period, "r.i")
+        + " AS b, v, NULL AS c, NULL AS s, NULL AS d, count(*) AS u FROM ("
+        + people
+        + ") "
+        + _set_bits(period)
+        + " GROUP BY ALL"
+    )
+
+
 def bucket_masks(scope: Scope) -> Sql:
     """``users_rows`` in one scan: per id its first event ever and a 128-bit mask of the
     period's buckets it was active in (bit i: the i-th bucket, counted from the first bucket's
-    local start, which is what the dialect's bucket starts count from), then the same per
-    person (the ids' masks OR-ed), then per bucket the people whose bit is set."""
+    start, which is what the dialect's bucket starts count from), then the same per person (the
+    ids' masks OR-ed), then per bucket the people whose bit is set."""
     period = scope.period
-    buckets = period.buckets()
-    first = Sql("CAST(? AS TIMESTAMP)", [buckets[0].key])
-    index = _bucket_index(first, bucket(period, "e.time"), period.interval)
-    first_index = _bucket_index(first, bucket(period, "first"), period.interval)
     ids = (
         Sql(f"SELECT {dialect.ACTOR_WITHOUT_PERSONS} AS raw, min(e.time) AS first, ")
         + "bit_or(CASE WHEN "
         + scope.condition()
-        + " THEN 1::UHUGEINT << CAST("
-        + index
-        + Sql(
-            " AS UHUGEINT) END) AS mask FROM events e WHERE e.app_id = ? GROUP BY 1", [scope.app_id]
-        )
+        + " THEN "
+        + _bucket_bit(period)
+        + Sql(" END) AS mask FROM events e WHERE e.app_id = ? GROUP BY 1", [scope.app_id])
     )
     people = per_person(ids, "{person} AS actor, min(x.first) AS first, bit_or(x.mask) AS mask")
+    first_index = _bucket_index(period, bucket(period, "first"))
     marked = (
         Sql("SELECT ") + first_index + " AS first_i, mask FROM (" + people + ") WHERE mask <> 0"
     )
-    start = _bucket_start(first, "CAST(r.i AS INTEGER)", period.interval)
+    start = _bucket_start(period, "r.i")
     return (
         scope.prefix()
         + (", " if scope.persons else "WITH ")
         + "marked AS ("
         + marked
         + Sql(f") SELECT {dialect.bucket_text(start.text)} AS b, ", start.params)
-        + "count(*) AS active, count(*) FILTER (WHERE first_i = r.i) AS new "
-        + f"FROM marked, range({len(buckets)}) r(i) "
-        + "WHERE (mask >> CAST(r.i AS UHUGEINT)) & 1 = 1 GROUP BY r.i"
+        + "count(*) AS active, count(*) FILTER (WHERE first_i = r.i) AS new FROM marked "
+        + _set_bits(period)
+        + " GROUP BY r.i"
     )
 
 
-def _bucket_index(first: Sql, start: Sql, interval: Interval) -> Sql:
-    """How many buckets after ``first`` the bucket starting at ``start`` is (both local, naive:
-    whole days between them, whatever the clocks did)."""
-    if interval is Interval.MONTH:
+def _bucket_bit(period: Period) -> Sql:
+    """An event's bucket as a bit of a 128-bit mask."""
+    return Sql("1::UHUGEINT << CAST(") + _bucket_index(period, bucket(period)) + " AS UHUGEINT)"
+
+
+def _set_bits(period: Period) -> str:
+    """A row per bucket whose bit is set in ``mask``, the bucket's index as ``r.i``."""
+    count = len(period.buckets())
+    return f", range({count}) r(i) WHERE (mask >> CAST(r.i AS UHUGEINT)) & 1 = 1"
+
+
+def _first_bucket(period: Period) -> Sql:
+    return Sql("CAST(? AS TIMESTAMP)", [period.buckets()[0].key])
+
+
+def _bucket_index(period: Period, start: Sql) -> Sql:
+    """How many buckets after the period's first the bucket starting at ``start`` is: whole
+    days (or months) between the naive local starts, whatever the clocks did; hours between the
+    UTC starts of hour buckets."""
+    first = _first_bucket(period)
+    if period.interval is Interval.MONTH:
         return Sql("date_diff('month', ") + first + ", " + start + ")"
-    return Sql("date_diff('day', ") + first + ", " + start + f") // {_UNIT_DAYS[interval]}"
+    if period.interval is Interval.HOUR:
+        return Sql("(epoch(") + start + ") - epoch(" + first + ")) // 3600"
+    days = _UNIT_DAYS[period.interval]
+    return Sql("date_diff('day', ") + first + ", " + start + f") // {days}"
 
 
-def _bucket_start(first: Sql, index: str, interval: Interval) -> Sql:
-    """The start of the bucket ``index`` buckets after ``first``."""
-    if interval is Interval.MONTH:
-        return first + f" + to_months({index})"
-    return first + f" + to_days({index} * {_UNIT_DAYS[interval]})"
+def _bucket_start(period: Period, index: str) -> Sql:
+    """The start of the bucket ``index`` buckets after the period's first."""
+    first = _first_bucket(period)
+    whole = f"CAST({index} AS INTEGER)"
+    if period.interval is Interval.MONTH:
+        return first + f" + to_months({whole})"
+    if period.interval is Interval.HOUR:
+        return first + f" + to_hours({whole})"
+    return first + f" + to_days({whole} * {_UNIT_DAYS[period.interval]})"
