@@ -1,30 +1,16 @@
-"""Every piece of the analytics SQL that is DuckDB's own: time zones and buckets, JSON property
-access, the person of an event. The DuckDB query builders (``compile``, ``funnel``, ``retention``,
-``sessions``, ``customers``) use only what is here; ClickHouse has its own compiler
+"""The pieces of the analytics SQL that are DuckDB's own and need no query parameters but a
+zone: time zones, bucket text, JSON property access, the person of an event. The DuckDB query
+builders (``compile``, ``funnel``, ``retention``, ``sessions``, ``customers``) use these; bucket
+starts and local times, which take the period's zone offsets as parameters, are
+``compile.bucket`` and ``compile.local_time``. ClickHouse has its own compiler
 (``clickhouse_sql`` and ``dialects``)."""
 
 from __future__ import annotations
-
-from tally.query.model import Interval
 
 
 def local_time(column: str) -> str:
     """``column`` (naive UTC) as naive local time in the zone bound to the first ``?``."""
     return f"timezone(?, timezone('UTC', {column}))"
-
-
-def bucket_start(column: str, interval: Interval, zone: str = "") -> tuple[str, int]:
-    """SQL for the naive start of ``column``'s bucket (local for day/week/month, UTC for hours)
-    and how many times the zone parameter appears in it. In UTC the stored time is the local
-    time already, which saves two time-zone conversions per row."""
-    if zone == "UTC":
-        return f"date_trunc('{interval.value}', {column})", 0
-    local = local_time(column)
-    if interval is Interval.HOUR:
-        # The UTC instant of the local hour's start: real hours, also in +05:30 zones and in the
-        # repeated hour of a fall-back night.
-        return f"{column} - ({local} - date_trunc('hour', {local}))", 2
-    return f"date_trunc('{interval.value}', {local})", 1
 
 
 def bucket_text(start: str) -> str:
