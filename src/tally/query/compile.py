@@ -285,6 +285,10 @@ def users_rows(scope: Scope) -> Sql:
     return sql + "FROM active a JOIN firsts f USING (actor) GROUP BY a.b"
 
 
+_IDENTIFIED = f"{dialect.ACTOR_WITHOUT_PERSONS} IS NOT NULL"
+"""An event with neither a user nor a device id is nobody's: not an active user, not a person."""
+
+
 def people_by_bucket(scope: Scope, value: Sql) -> Sql:
     """People per bucket and ``value`` (columns b, v, c, s, d, u with only u counted), from
     one mask of active buckets per (value, id), OR-ed per person (see ``users_rows``)."""
@@ -296,7 +300,7 @@ def people_by_bucket(scope: Scope, value: Sql) -> Sql:
         + _bucket_bit(period)
         + ") AS mask"
         + scope.source()
-        + " GROUP BY ALL"
+        + f" AND {_IDENTIFIED} GROUP BY ALL"
     )
     people = per_person(ids, "x.v AS v, {person} AS actor, bit_or(x.mask) AS mask")
     return (
@@ -322,7 +326,10 @@ def bucket_masks(scope: Scope) -> Sql:
         + scope.condition()
         + " THEN "
         + _bucket_bit(period)
-        + Sql(" END) AS mask FROM events e WHERE e.app_id = ? GROUP BY 1", [scope.app_id])
+        + Sql(
+            f" END) AS mask FROM events e WHERE e.app_id = ? AND {_IDENTIFIED} GROUP BY 1",
+            [scope.app_id],
+        )
     )
     people = per_person(ids, "{person} AS actor, min(x.first) AS first, bit_or(x.mask) AS mask")
     first_index = _bucket_index(period, bucket(period, "first"))

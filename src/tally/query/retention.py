@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from tally.query import duckdb_sql as dialect
-from tally.query.compile import Scope, Sql, condition, utc_text
+from tally.query.compile import Scope, Sql, bucket, condition, utc_text
 from tally.query.model import FunnelStep, Interval, QueryError, RetentionQuery
 from tally.query.period import Period, next_bucket_start
 
@@ -53,11 +53,9 @@ def retention_sql(
         f"c AS (SELECT {dialect.person_of('x.raw')} AS actor, min(x.t0) AS t0 FROM c_id x "
         "GROUP BY 1), "
     )
-    sql = sql + Sql(
-        f"rets AS (SELECT raw, {dialect.local_bucket('time', unit)} AS rb, max(time) AS last "
-        "FROM ev WHERE is_return GROUP BY ALL), ",
-        [zone],
-    )
+    # the return events' buckets by the zone's offsets (``compile.local_time``): one per event
+    sql = sql + "rets AS (SELECT raw, " + bucket(wide, "time") + " AS rb, max(time) AS last "
+    sql = sql + "FROM ev WHERE is_return GROUP BY ALL), "
     sql = sql + (
         f"rp AS (SELECT {dialect.person_of('x.raw')} AS actor, x.rb, max(x.last) AS last "
         "FROM rets x GROUP BY ALL), "
