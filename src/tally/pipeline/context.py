@@ -9,7 +9,7 @@ import msgspec
 
 from tally.catalog.definitions import PropertyType
 from tally.catalog.models import App
-from tally.ids import uuid7s
+from tally.ids import uuid7, uuid7s
 from tally.limits import Limits
 from tally.model import Access
 from tally.pipeline.app_rules import AppRules
@@ -52,7 +52,9 @@ class RequestContext(msgspec.Struct, kw_only=True):
         (half the cost of one at a time); a batch of client ids makes none."""
         spare = self.spare_ids
         if not spare:
-            spare.extend(uuid7s(max(self.ids_wanted, 1)))
+            if self.ids_wanted <= 1:
+                return uuid7()  # one alone is cheaper made the single way
+            spare.extend(uuid7s(self.ids_wanted))
             self.ids_wanted = 1
         return spare.pop()
 
