@@ -18,7 +18,7 @@ from tally.pipeline.coerce import EXACT_TYPES, Mismatch, coerce, conforms, type_
 from tally.pipeline.context import RequestContext
 from tally.pipeline.runner import needed_when
 
-exact_type = EXACT_TYPES.get
+_exact_type = EXACT_TYPES.get
 
 ALLOWED_BY: Final = {
     Access.ANONYMOUS: frozenset({Permission.ANONYMOUS}),
@@ -83,7 +83,7 @@ def check_definition(event: Event, ctx: RequestContext) -> Event | Drop:
             if strict:
                 undefined.append(key)
             continue
-        if exact_type(type(value)) is prop.type or conforms(value, prop.type):
+        if _exact_type(type(value)) is prop.type or conforms(value, prop.type):
             continue  # the first test settles most values without a call
         if prop.on_mismatch is OnMismatch.REJECT:
             return Drop(

@@ -46,6 +46,7 @@ def name_rule(ctx: RequestContext) -> NameRule:
 
 _WARN: Final = "warn"
 """A name verdict: stored, but counted as off the context.action convention."""
+_UNJUDGED: Final = object()
 
 
 def check_name(event: Event, ctx: RequestContext) -> Event | Drop:
@@ -64,9 +65,6 @@ def check_name(event: Event, ctx: RequestContext) -> Event | Drop:
         ctx.count(metrics.NAME_CONVENTION_WARNINGS)
         return event
     return verdict
-
-
-_UNJUDGED: Final = object()
 
 
 def _judge(name: object, *, internal: bool, ctx: RequestContext) -> Drop | str | None:

@@ -371,7 +371,7 @@ class DuckDBStore:
                         f"INSERT INTO events ({_STORED}) SELECT {_STORED} FROM incoming_events"
                     )
                     links = KnownLinks.stated(incoming_events)
-                    if links != frozenset() and not self.known_links.all_known(links):
+                    if not self.known_links.all_known(links):
                         cur.execute(_LINK_SQL)
             if discarded := _discards(batches):
                 cur.executemany(_DISCARD_SQL, discarded)

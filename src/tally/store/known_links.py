@@ -25,8 +25,9 @@ class KnownLinks:
 
     @staticmethod
     def stated(events: pa.Table) -> Links | None:
-        """The device-to-customer links ``events`` state (empty: none), or None when they hold
-        a link event: those name the linked ids in their properties and are always searched."""
+        """The device-to-customer links ``events`` state (empty: none), the pairs the store's
+        ``_LINK_SQL`` derives from them; or None when they hold a link event: those name the
+        linked ids in their properties and are always searched."""
         if pc.any(pc.equal(events["name"], LINK_EVENT)).as_py():
             return None
         users, devices = events["user_id"], events["device_id"]
@@ -48,6 +49,7 @@ class KnownLinks:
         )
 
     def all_known(self, links: Links | None) -> bool:
+        """Whether the search can be skipped: every link is known (or there is none)."""
         return links is not None and links <= self._known
 
     def stored(self, links: Links | None) -> None:
